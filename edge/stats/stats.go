@@ -1,0 +1,207 @@
+// Package stats holds edge's counters and gauges in one flat slab of 64-bit
+// slots, changed only through sync/atomic.
+//
+// A metric is a name, a help text, a kind and a fixed set of label values; it
+// is registered once, when a config is compiled, and the hot path holds the
+// returned Counter or Gauge, a single pointer: incrementing is one atomic add,
+// with no map lookup, lock or allocation. Registering the same metric twice
+// returns the same slot, so a config reload carries counts on.
+//
+// The slab holds no Go pointers, so it can live in memory shared with another
+// process (hot restart keeps counters across generations that way); by default
+// it is ordinary memory.
+package stats
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Kind tells counters from gauges.
+type Kind uint8
+
+const (
+	// KindCounter only goes up.
+	KindCounter Kind = iota
+	// KindGauge goes up and down.
+	KindGauge
+)
+
+// Label is one label name and value.
+type Label struct{ Name, Value string }
+
+// Counter is a monotonically increasing count. The zero Counter discards
+// increments, so optional stats need no nil checks.
+type Counter struct{ p *atomic.Uint64 }
+
+// Inc adds one.
+func (c Counter) Inc() {
+	if c.p != nil {
+		c.p.Add(1)
+	}
+}
+
+// Add adds n.
+func (c Counter) Add(n uint64) {
+	if c.p != nil {
+		c.p.Add(n)
+	}
+}
+
+// Value returns the current count.
+func (c Counter) Value() uint64 {
+	if c.p == nil {
+		return 0
+	}
+	return c.p.Load()
+}
+
+// Gauge is a value that goes up and down. The zero Gauge discards changes.
+type Gauge struct{ p *atomic.Uint64 }
+
+// Inc adds one.
+func (g Gauge) Inc() {
+	if g.p != nil {
+		g.p.Add(1)
+	}
+}
+
+// Dec subtracts one.
+func (g Gauge) Dec() {
+	if g.p != nil {
+		g.p.Add(^uint64(0))
+	}
+}
+
+// Set replaces the value.
+func (g Gauge) Set(v int64) {
+	if g.p != nil {
+		g.p.Store(uint64(v))
+	}
+}
+
+// Value returns the current value.
+func (g Gauge) Value() int64 {
+	if g.p == nil {
+		return 0
+	}
+	return int64(g.p.Load())
+}
+
+// Metric describes one registered slot.
+type Metric struct {
+	Name   string
+	Help   string
+	Kind   Kind
+	Labels []Label
+	slot   int
+}
+
+// Store owns the slab and the metric descriptions.
+type Store struct {
+	slots []atomic.Uint64
+
+	mu      sync.Mutex
+	metrics []*Metric
+	byKey   map[string]*Metric
+}
+
+// DefaultSlots is the slab size NewStore uses: enough for thousands of
+// clusters and listeners.
+const DefaultSlots = 1 << 16
+
+// NewStore returns a store backed by ordinary memory with n slots.
+func NewStore(n int) *Store {
+	return NewStoreOn(make([]atomic.Uint64, n))
+}
+
+// NewStoreOn returns a store over the given slab (for example one mapped
+// from shared memory). Slots are handed out in registration order.
+func NewStoreOn(slab []atomic.Uint64) *Store {
+	return &Store{slots: slab, byKey: make(map[string]*Metric)}
+}
+
+func key(name string, labels []Label) string {
+	var b strings.Builder
+	b.WriteString(name)
+	for _, l := range labels {
+		b.WriteByte(0)
+		b.WriteString(l.Name)
+		b.WriteByte('=')
+		b.WriteString(l.Value)
+	}
+	return b.String()
+}
+
+func (s *Store) register(name, help string, kind Kind, labels []Label) (*atomic.Uint64, error) {
+	k := key(name, labels)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.byKey[k]; ok {
+		if m.Kind != kind {
+			return nil, fmt.Errorf("stats: %s registered as two kinds", name)
+		}
+		return &s.slots[m.slot], nil
+	}
+	if len(s.metrics) >= len(s.slots) {
+		return nil, fmt.Errorf("stats: all %d slots in use; cannot register %s", len(s.slots), name)
+	}
+	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), slot: len(s.metrics)}
+	s.metrics = append(s.metrics, m)
+	s.byKey[k] = m
+	return &s.slots[m.slot], nil
+}
+
+// Counter registers (or finds) a counter. It panics only if the slab is
+// full or the name is already a gauge, both programming errors.
+func (s *Store) Counter(name, help string, labels ...Label) Counter {
+	p, err := s.register(name, help, KindCounter, labels)
+	if err != nil {
+		panic(err)
+	}
+	return Counter{p}
+}
+
+// Gauge registers (or finds) a gauge.
+func (s *Store) Gauge(name, help string, labels ...Label) Gauge {
+	p, err := s.register(name, help, KindGauge, labels)
+	if err != nil {
+		panic(err)
+	}
+	return Gauge{p}
+}
+
+// Each calls f for every registered metric, in registration order, with its
+// current value (gauges as their signed value).
+func (s *Store) Each(f func(m *Metric, value float64)) {
+	s.mu.Lock()
+	ms := slices.Clone(s.metrics)
+	s.mu.Unlock()
+	for _, m := range ms {
+		v := s.slots[m.slot].Load()
+		if m.Kind == KindGauge {
+			f(m, float64(int64(v)))
+		} else {
+			f(m, float64(v))
+		}
+	}
+}
+
+// Lookup returns the current value of a registered metric, for tests and
+// the admin API.
+func (s *Store) Lookup(name string, labels ...Label) (float64, bool) {
+	s.mu.Lock()
+	m, ok := s.byKey[key(name, labels)]
+	s.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	v := s.slots[m.slot].Load()
+	if m.Kind == KindGauge {
+		return float64(int64(v)), true
+	}
+	return float64(v), true
+}
