@@ -144,11 +144,11 @@ type Route struct {
 // RouteMatch selects requests. Exactly one of Prefix, Path and Regex is set.
 type RouteMatch struct {
 	Meta
-	Prefix          string         `yaml:"prefix"`
-	Path            string         `yaml:"path"`
-	Regex           string         `yaml:"regex"`
-	CaseSensitive   *bool          `yaml:"case_sensitive"`
-	Headers         []HeaderMatch  `yaml:"headers"`
+	Prefix          string        `yaml:"prefix"`
+	Path            string        `yaml:"path"`
+	Regex           string        `yaml:"regex"`
+	CaseSensitive   *bool         `yaml:"case_sensitive"`
+	Headers         []HeaderMatch `yaml:"headers"`
 	QueryParameters []HeaderMatch `yaml:"query_parameters"`
 }
 
