@@ -103,7 +103,12 @@ func Parse(data []byte, name, dir string) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			msg = "the file is empty; write at least listeners, route_configs and clusters"
 		}
-		errs.add(name, yamlErrPos(msg), "", strings.TrimPrefix(msg, "yaml: "))
+		pos := yamlErrPos(msg)
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		if pos.Line > 0 {
+			msg = strings.TrimPrefix(msg, fmt.Sprintf("line %d: ", pos.Line))
+		}
+		errs.add(name, pos, "", msg)
 		return nil, errs
 	}
 	var extra yaml.Node

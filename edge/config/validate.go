@@ -209,7 +209,7 @@ func (v *validator) listener(i int, names map[string]bool, addrs map[string]stri
 	names[l.Name] = true
 	if _, port, err := net.SplitHostPort(l.Address); err != nil || port == "" {
 		v.at(&l.Meta, "address", path, "invalid address %q: write host:port, e.g. 0.0.0.0:8080", l.Address)
-	} else if other, dup := addrs[l.Address]; dup {
+	} else if other, dup := addrs[l.Address]; dup && port != "0" {
 		v.at(&l.Meta, "address", path, "address %s is also used by listener %q: give each listener its own port", l.Address, other)
 	} else {
 		addrs[l.Address] = l.Name
