@@ -2,7 +2,7 @@ package config
 
 // Config is a whole edge configuration file.
 type Config struct {
-	Meta `yaml:"-"`
+	Meta         `yaml:"-"`
 	Admin        Admin         `yaml:"admin"`
 	Listeners    []Listener    `yaml:"listeners"`
 	RouteConfigs []RouteConfig `yaml:"route_configs"`
@@ -27,7 +27,7 @@ type Admin struct {
 
 // Listener is one downstream listening socket and how it serves HTTP.
 type Listener struct {
-	Meta `yaml:"-"`
+	Meta           `yaml:"-"`
 	Name           string       `yaml:"name"`
 	Address        string       `yaml:"address"`
 	Protocols      []string     `yaml:"protocols"`
@@ -41,7 +41,7 @@ type Listener struct {
 
 // ListenerTLS configures downstream TLS.
 type ListenerTLS struct {
-	Meta `yaml:"-"`
+	Meta         `yaml:"-"`
 	Certificates []CertificateFiles `yaml:"certificates"`
 	ACME         *ACME              `yaml:"acme"`
 	ClientAuth   *ClientAuth        `yaml:"client_auth"`
@@ -50,14 +50,14 @@ type ListenerTLS struct {
 
 // CertificateFiles names a PEM certificate chain and its private key.
 type CertificateFiles struct {
-	Meta `yaml:"-"`
+	Meta     `yaml:"-"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
 }
 
 // ACME configures certificates obtained through ACME.
 type ACME struct {
-	Meta `yaml:"-"`
+	Meta        `yaml:"-"`
 	Email       string   `yaml:"email"`
 	Directory   string   `yaml:"directory"`
 	CARootFile  string   `yaml:"ca_root_file"`
@@ -68,7 +68,7 @@ type ACME struct {
 
 // ClientAuth configures verification of client certificates (mTLS).
 type ClientAuth struct {
-	Meta `yaml:"-"`
+	Meta         `yaml:"-"`
 	Mode         string   `yaml:"mode"`
 	CAFile       string   `yaml:"ca_file"`
 	AllowedSANs  []string `yaml:"allowed_sans"`
@@ -77,7 +77,7 @@ type ClientAuth struct {
 
 // Limits bound what one downstream connection may send.
 type Limits struct {
-	Meta `yaml:"-"`
+	Meta                  `yaml:"-"`
 	MaxRequestHeaderBytes Size `yaml:"max_request_header_bytes"`
 	MaxRequestHeaders     int  `yaml:"max_request_headers"`
 	MaxConcurrentStreams  int  `yaml:"max_concurrent_streams"`
@@ -85,21 +85,21 @@ type Limits struct {
 
 // Timeouts bound how long a downstream connection may take.
 type Timeouts struct {
-	Meta `yaml:"-"`
+	Meta           `yaml:"-"`
 	RequestHeaders Duration `yaml:"request_headers"`
 	Idle           Duration `yaml:"idle"`
 }
 
 // AccessLog configures one access log line per request.
 type AccessLog struct {
-	Meta `yaml:"-"`
+	Meta   `yaml:"-"`
 	Path   string `yaml:"path"`
 	Format string `yaml:"format"`
 }
 
 // HeaderValue is a header to add.
 type HeaderValue struct {
-	Meta `yaml:"-"`
+	Meta  `yaml:"-"`
 	Name  string `yaml:"name"`
 	Value string `yaml:"value"`
 }
@@ -114,7 +114,7 @@ type HeaderMutations struct {
 
 // RouteConfig is a named set of virtual hosts a listener routes with.
 type RouteConfig struct {
-	Meta `yaml:"-"`
+	Meta            `yaml:"-"`
 	Name            string `yaml:"name"`
 	HeaderMutations `yaml:",inline"`
 	VirtualHosts    []VirtualHost `yaml:"virtual_hosts"`
@@ -122,7 +122,7 @@ type RouteConfig struct {
 
 // VirtualHost groups routes under a set of domains.
 type VirtualHost struct {
-	Meta `yaml:"-"`
+	Meta            `yaml:"-"`
 	Name            string   `yaml:"name"`
 	Domains         []string `yaml:"domains"`
 	RequireTLS      string   `yaml:"require_tls"`
@@ -132,7 +132,7 @@ type VirtualHost struct {
 
 // Route is a match and exactly one action.
 type Route struct {
-	Meta `yaml:"-"`
+	Meta            `yaml:"-"`
 	Name            string          `yaml:"name"`
 	Match           RouteMatch      `yaml:"match"`
 	Route           *RouteAction    `yaml:"route"`
@@ -143,7 +143,7 @@ type Route struct {
 
 // RouteMatch selects requests. Exactly one of Prefix, Path and Regex is set.
 type RouteMatch struct {
-	Meta `yaml:"-"`
+	Meta            `yaml:"-"`
 	Prefix          string        `yaml:"prefix"`
 	Path            string        `yaml:"path"`
 	Regex           string        `yaml:"regex"`
@@ -155,7 +155,7 @@ type RouteMatch struct {
 // HeaderMatch matches one header or query parameter by name. Exactly one of
 // Exact, Prefix, Regex and Present is set; none means Present.
 type HeaderMatch struct {
-	Meta `yaml:"-"`
+	Meta    `yaml:"-"`
 	Name    string  `yaml:"name"`
 	Exact   *string `yaml:"exact"`
 	Prefix  *string `yaml:"prefix"`
@@ -166,7 +166,7 @@ type HeaderMatch struct {
 
 // RouteAction forwards to a cluster.
 type RouteAction struct {
-	Meta `yaml:"-"`
+	Meta             `yaml:"-"`
 	Cluster          string            `yaml:"cluster"`
 	WeightedClusters []WeightedCluster `yaml:"weighted_clusters"`
 	PrefixRewrite    *string           `yaml:"prefix_rewrite"`
@@ -180,21 +180,21 @@ type RouteAction struct {
 
 // WeightedCluster is one share of a weighted split.
 type WeightedCluster struct {
-	Meta `yaml:"-"`
+	Meta   `yaml:"-"`
 	Name   string `yaml:"name"`
 	Weight uint32 `yaml:"weight"`
 }
 
 // RegexRewrite rewrites the path with a regular expression.
 type RegexRewrite struct {
-	Meta `yaml:"-"`
+	Meta         `yaml:"-"`
 	Pattern      string `yaml:"pattern"`
 	Substitution string `yaml:"substitution"`
 }
 
 // RetryPolicy says when and how to retry an upstream request.
 type RetryPolicy struct {
-	Meta `yaml:"-"`
+	Meta                 `yaml:"-"`
 	RetryOn              []string `yaml:"retry_on"`
 	RetriableStatusCodes []int    `yaml:"retriable_status_codes"`
 	NumRetries           int      `yaml:"num_retries"`
@@ -205,14 +205,14 @@ type RetryPolicy struct {
 
 // Backoff bounds the delay between retries.
 type Backoff struct {
-	Meta `yaml:"-"`
+	Meta         `yaml:"-"`
 	BaseInterval Duration `yaml:"base_interval"`
 	MaxInterval  Duration `yaml:"max_interval"`
 }
 
 // Redirect answers with a redirect built from the request's URL.
 type Redirect struct {
-	Meta `yaml:"-"`
+	Meta          `yaml:"-"`
 	HTTPSRedirect bool    `yaml:"https_redirect"`
 	HostRedirect  string  `yaml:"host_redirect"`
 	PortRedirect  int     `yaml:"port_redirect"`
@@ -224,14 +224,14 @@ type Redirect struct {
 
 // DirectResponse answers with a fixed status and body.
 type DirectResponse struct {
-	Meta `yaml:"-"`
+	Meta   `yaml:"-"`
 	Status int    `yaml:"status"`
 	Body   string `yaml:"body"`
 }
 
 // Cluster is a named group of upstream endpoints.
 type Cluster struct {
-	Meta `yaml:"-"`
+	Meta             `yaml:"-"`
 	Name             string            `yaml:"name"`
 	Type             string            `yaml:"type"`
 	Endpoints        []Endpoint        `yaml:"endpoints"`
@@ -252,14 +252,14 @@ type Cluster struct {
 // DNS name for DNS clusters). In YAML it is either a plain "host:port"
 // string or a mapping with address and weight.
 type Endpoint struct {
-	Meta `yaml:"-"`
+	Meta    `yaml:"-"`
 	Address string `yaml:"address"`
 	Weight  uint32 `yaml:"weight"`
 }
 
 // HashPolicy names what ring_hash and maglev hash on. Exactly one is set.
 type HashPolicy struct {
-	Meta `yaml:"-"`
+	Meta     `yaml:"-"`
 	Header   string `yaml:"header"`
 	Cookie   string `yaml:"cookie"`
 	SourceIP bool   `yaml:"source_ip"`
@@ -267,7 +267,7 @@ type HashPolicy struct {
 
 // UpstreamTLS configures TLS to a cluster's endpoints.
 type UpstreamTLS struct {
-	Meta `yaml:"-"`
+	Meta               `yaml:"-"`
 	ServerName         string `yaml:"server_name"`
 	CAFile             string `yaml:"ca_file"`
 	CertFile           string `yaml:"cert_file"`
@@ -285,7 +285,7 @@ type HTTP1Options struct {
 
 // HTTP2Options tunes HTTP/2 upstream pools.
 type HTTP2Options struct {
-	Meta `yaml:"-"`
+	Meta               `yaml:"-"`
 	ConnectionsPerHost int      `yaml:"connections_per_host"`
 	KeepaliveInterval  Duration `yaml:"keepalive_interval"`
 	KeepaliveTimeout   Duration `yaml:"keepalive_timeout"`
@@ -293,7 +293,7 @@ type HTTP2Options struct {
 
 // HealthCheck configures active health checking.
 type HealthCheck struct {
-	Meta `yaml:"-"`
+	Meta               `yaml:"-"`
 	Path               string   `yaml:"path"`
 	TCP                bool     `yaml:"tcp"`
 	Interval           Duration `yaml:"interval"`
@@ -304,7 +304,7 @@ type HealthCheck struct {
 
 // OutlierDetection configures passive ejection of failing hosts.
 type OutlierDetection struct {
-	Meta `yaml:"-"`
+	Meta                      `yaml:"-"`
 	Consecutive5xx            int      `yaml:"consecutive_5xx"`
 	ConsecutiveGatewayFailure int      `yaml:"consecutive_gateway_failure"`
 	Interval                  Duration `yaml:"interval"`
@@ -314,7 +314,7 @@ type OutlierDetection struct {
 
 // CircuitBreakers bound a cluster's concurrency.
 type CircuitBreakers struct {
-	Meta `yaml:"-"`
+	Meta               `yaml:"-"`
 	MaxConnections     int `yaml:"max_connections"`
 	MaxPendingRequests int `yaml:"max_pending_requests"`
 	MaxRequests        int `yaml:"max_requests"`

@@ -1,0 +1,21 @@
+// Package edge is the server: it compiles a config into listeners, route
+// tables and clusters, runs the downstream connection manager and the
+// forwarding core, and serves the admin API. It is the only package that
+// wires the others together.
+//
+// A request's way, top-down through this package:
+//
+//	nethttp.go   net/http's server (HTTP/1.1, HTTP/2, h2c) -> message.Request
+//	forward.go   listenerRuntime.serve: header policy (headers.go), route
+//	             match, then a local reply, a redirect, a direct response
+//	             or forward: pick a cluster and a host, round trip, stream
+//	             the response back (flushing streams, keeping trailers),
+//	             or tunnel an upgrade
+//	forward.go   access log line and stats
+//
+// Everything a request reads is compiled once in New (server.go); nothing
+// per request re-parses config or resolves names. The forwarding core sees
+// only edge's own message types and a small responder interface, so a
+// downstream codec can be replaced without touching it, the router or
+// upstream.
+package edge

@@ -1,0 +1,356 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/edgeproxy/edge/edge/accesslog"
+	"github.com/edgeproxy/edge/edge/config"
+	"github.com/edgeproxy/edge/edge/stats"
+	"github.com/edgeproxy/edge/router"
+	edgetls "github.com/edgeproxy/edge/tls"
+	"github.com/edgeproxy/edge/upstream"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Config is the validated configuration to serve.
+	Config *config.Config
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// Stats holds counters; nil means a fresh in-memory store.
+	Stats *stats.Store
+	// Listen opens a listening socket; nil means net.Listen. Hot restart
+	// passes a function that returns inherited sockets.
+	Listen func(network, addr string) (net.Listener, error)
+	// Version is reported by the admin API.
+	Version string
+}
+
+// Server is a running edge: listeners, the forwarding core, clusters and
+// the admin server, all built from one config.
+type Server struct {
+	cfg      *config.Config
+	logger   *slog.Logger
+	stats    *stats.Store
+	listen   func(network, addr string) (net.Listener, error)
+	version  string
+	started  time.Time
+	clusters *upstream.Set
+
+	listeners []*listenerRuntime
+	admin     *adminServer
+
+	mu    sync.Mutex
+	addrs map[string]net.Addr
+	ready chan struct{}
+}
+
+// listenerRuntime is one listener's compiled state: everything a request
+// on it reads, resolved at compile time.
+type listenerRuntime struct {
+	name        string
+	cfg         *config.Listener
+	table       *router.Table
+	clusters    []*clusterRuntime // indexed as the router's cluster indexes
+	trustedHops int
+	maxHeaders  int
+	tlsConfig   *tls.Config
+	accessLog   *accesslog.Logger
+	logger      *slog.Logger
+	stats       listenerStats
+	httpServer  *http.Server
+}
+
+type listenerStats struct {
+	cxTotal  stats.Counter
+	cxActive stats.Gauge
+	rqTotal  stats.Counter
+	rqActive stats.Gauge
+	rqClass  [5]stats.Counter // 1xx..5xx
+}
+
+// clusterRuntime pairs an upstream cluster with the stats the forwarding
+// core keeps for it.
+type clusterRuntime struct {
+	up      *upstream.Cluster
+	rqClass [5]stats.Counter
+	stats   struct{ rqTimeout stats.Counter }
+}
+
+// New compiles cfg into a Server without opening any socket. Errors are
+// config errors that name the place in the file.
+func New(o Options) (*Server, error) {
+	s := &Server{
+		cfg:     o.Config,
+		logger:  o.Logger,
+		stats:   o.Stats,
+		listen:  o.Listen,
+		version: o.Version,
+		addrs:   map[string]net.Addr{},
+		ready:   make(chan struct{}),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.stats == nil {
+		s.stats = stats.NewStore(stats.DefaultSlots)
+	}
+	if s.listen == nil {
+		s.listen = net.Listen
+	}
+	if err := s.compile(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Validate compiles cfg as New does (reading certificate files and
+// compiling routes) and reports every error, without serving.
+func Validate(cfg *config.Config) error {
+	s, err := New(Options{Config: cfg})
+	if err != nil {
+		return err
+	}
+	s.clusters.Close()
+	for _, l := range s.listeners {
+		if l.accessLog != nil {
+			l.accessLog.Close()
+		}
+	}
+	return nil
+}
+
+func (s *Server) compile() error {
+	cfg := s.cfg
+	var errs config.Errors
+	addErr := func(err error) {
+		var ces config.Errors
+		var ce *config.Error
+		switch {
+		case errors.As(err, &ces):
+			errs = append(errs, ces...)
+		case errors.As(err, &ce):
+			errs = append(errs, ce)
+		default:
+			errs = append(errs, &config.Error{File: cfg.File, Msg: err.Error()})
+		}
+	}
+	set, err := upstream.NewSet(cfg, upstream.Options{Logger: s.logger, Stats: s.stats})
+	if err != nil {
+		return err
+	}
+	s.clusters = set
+	index := set.Index()
+	clusters := make([]*clusterRuntime, len(set.Clusters()))
+	for i, c := range set.Clusters() {
+		lbl := stats.Label{Name: "cluster", Value: c.Name}
+		cr := &clusterRuntime{up: c}
+		for k := range cr.rqClass {
+			cr.rqClass[k] = s.stats.Counter("edge_cluster_upstream_rq_xx", "Upstream responses by status class (5xx includes local replies for upstream failures).",
+				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
+		}
+		cr.stats.rqTimeout = s.stats.Counter("edge_cluster_upstream_rq_timeout", "Upstream requests that hit the route timeout.", lbl)
+		clusters[i] = cr
+	}
+	tables := map[string]*router.Table{}
+	for i := range cfg.RouteConfigs {
+		rc := &cfg.RouteConfigs[i]
+		t, err := router.Compile(cfg, rc, fmt.Sprintf("route_configs[%d]", i), index)
+		if err != nil {
+			addErr(err)
+			continue
+		}
+		tables[rc.Name] = t
+	}
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		path := fmt.Sprintf("listeners[%d]", i)
+		l := &listenerRuntime{
+			name:        lc.Name,
+			cfg:         lc,
+			table:       tables[lc.RouteConfig],
+			clusters:    clusters,
+			trustedHops: lc.XFFTrustedHops,
+			maxHeaders:  lc.Limits.MaxRequestHeaders,
+			logger:      s.logger,
+		}
+		if lc.TLS != nil {
+			tc, err := edgetls.ServerConfig(cfg, path+".tls", lc.TLS, alpn(lc.Protocols))
+			if err != nil {
+				addErr(err)
+			}
+			l.tlsConfig = tc
+		}
+		if lc.AccessLog != nil {
+			al, err := accesslog.New(lc.AccessLog, cfg.Resolve)
+			if err != nil {
+				addErr(cfg.Errorf(lc.AccessLog.Pos(), path+".access_log", "%v", err))
+			}
+			l.accessLog = al
+		}
+		lbl := stats.Label{Name: "listener", Value: lc.Name}
+		l.stats.cxTotal = s.stats.Counter("edge_listener_downstream_cx_total", "Downstream connections accepted.", lbl)
+		l.stats.cxActive = s.stats.Gauge("edge_listener_downstream_cx_active", "Downstream connections open.", lbl)
+		l.stats.rqTotal = s.stats.Counter("edge_http_downstream_rq_total", "Downstream requests.", lbl)
+		l.stats.rqActive = s.stats.Gauge("edge_http_downstream_rq_active", "Downstream requests in progress.", lbl)
+		for k := range l.stats.rqClass {
+			l.stats.rqClass[k] = s.stats.Counter("edge_http_downstream_rq_xx", "Downstream responses by status class.",
+				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
+		}
+		l.httpServer = l.newHTTPServer()
+		s.listeners = append(s.listeners, l)
+	}
+	if len(errs) > 0 {
+		set.Close()
+		return errs
+	}
+	if cfg.Admin.Address != "" {
+		s.admin = newAdminServer(s)
+	}
+	return nil
+}
+
+// alpn lists the ALPN protocols a TLS listener offers, best first.
+func alpn(protocols []string) []string {
+	var out []string
+	for _, p := range protocols {
+		if p == "http2" {
+			out = append(out, "h2")
+		}
+	}
+	for _, p := range protocols {
+		if p == "http1" {
+			out = append(out, "http/1.1")
+		}
+	}
+	return out
+}
+
+// Run opens every listener, serves until ctx is done, then shuts down
+// gracefully: listeners close, in-flight requests get up to drain to
+// finish.
+func (s *Server) Run(ctx context.Context, drain time.Duration) error {
+	s.started = time.Now()
+	if err := s.clusters.Start(ctx); err != nil {
+		// A DNS name that does not resolve yet is not fatal: its cluster
+		// answers 503 (no healthy upstream) until a refresh succeeds.
+		s.logger.Warn("cluster warm-up incomplete", "err", err)
+	}
+	var lns []net.Listener
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	for _, l := range s.listeners {
+		ln, err := s.listen("tcp", l.cfg.Address)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listener %q: %w", l.name, err)
+		}
+		lns = append(lns, ln)
+		s.setAddr(l.name, ln.Addr())
+	}
+	var adminLn net.Listener
+	if s.admin != nil {
+		ln, err := s.listen("tcp", s.cfg.Admin.Address)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("admin: %w", err)
+		}
+		adminLn = ln
+		s.setAddr("admin", ln.Addr())
+	}
+
+	errc := make(chan error, len(lns)+1)
+	for i, l := range s.listeners {
+		ln := lns[i]
+		if l.tlsConfig != nil {
+			ln = tls.NewListener(ln, l.tlsConfig)
+		}
+		go func() { errc <- serveErr(l.httpServer.Serve(ln)) }()
+		s.logger.Info("listening", "listener", l.name, "address", lns[i].Addr().String(), "tls", l.tlsConfig != nil, "protocols", l.cfg.Protocols)
+	}
+	if adminLn != nil {
+		go func() { errc <- serveErr(s.admin.srv.Serve(adminLn)) }()
+		s.logger.Info("admin listening", "address", adminLn.Addr().String())
+	}
+	close(s.ready)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.shutdown(drain)
+	return err
+}
+
+func serveErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) shutdown(drain time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range s.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.httpServer.Shutdown(ctx); err != nil {
+				l.httpServer.Close()
+			}
+			if l.accessLog != nil {
+				l.accessLog.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if s.admin != nil {
+		s.admin.srv.Close()
+	}
+	s.clusters.Close()
+}
+
+func (s *Server) setAddr(name string, a net.Addr) {
+	s.mu.Lock()
+	s.addrs[name] = a
+	s.mu.Unlock()
+}
+
+// Ready is closed once every listener is accepting.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the bound address of a listener by name ("admin" for the
+// admin server), or nil before Run has bound it.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+// Stats returns the server's stats store.
+func (s *Server) Stats() *stats.Store { return s.stats }
+
+// ReopenLogs reopens access log files (for logrotate; SIGUSR1).
+func (s *Server) ReopenLogs() {
+	for _, l := range s.listeners {
+		if l.accessLog != nil {
+			if err := l.accessLog.Reopen(); err != nil {
+				s.logger.Error("reopening access log", "listener", l.name, "err", err)
+			}
+		}
+	}
+}
