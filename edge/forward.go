@@ -49,9 +49,16 @@ type exchange struct {
 	// wroteHeader: a final status went downstream.
 	wroteHeader bool
 	respHdr     message.Header
+	// onInformational is x.informational, bound once so that setting it on
+	// each request does not allocate a closure.
+	onInformational func(int, *message.Header)
 }
 
-var exchangePool = sync.Pool{New: func() any { return new(exchange) }}
+var exchangePool = sync.Pool{New: func() any {
+	x := new(exchange)
+	x.onInformational = x.informational
+	return x
+}}
 
 // serve runs one request through the connection manager, the router and
 // the upstream, and writes the response to rw. It reports whether the
@@ -210,13 +217,11 @@ func (x *exchange) forward(ctx context.Context, vh *router.VirtualHost, rt *rout
 	}
 	x.entry.UpstreamHost = host.Address()
 
-	if rt.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, rt.Timeout)
-		defer cancel()
-	}
-	req.OnInformational = x.informational
 	start := time.Now()
+	if rt.Timeout > 0 {
+		req.Deadline = start.Add(rt.Timeout)
+	}
+	req.OnInformational = x.onInformational
 	resp, err := host.RoundTrip(ctx, req)
 	req.OnInformational = nil
 	x.entry.Attempts = 1
@@ -249,7 +254,7 @@ func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err er
 		kind = ue.Kind
 	}
 	switch {
-	case ctx.Err() == context.DeadlineExceeded || kind == upstream.Timeout:
+	case kind == upstream.Timeout:
 		x.entry.Flags |= accesslog.UpstreamRequestTimeout
 		cl.stats.rqTimeout.Inc()
 		cl.rqClass[3].Inc()
@@ -314,7 +319,7 @@ func (x *exchange) respond(ctx context.Context, resp *message.Response, vh *rout
 			break
 		}
 		if rerr != nil {
-			if ctx.Err() == context.DeadlineExceeded {
+			if ue := upstream.Classify(rerr); ue != nil && ue.Kind == upstream.Timeout {
 				x.entry.Flags |= accesslog.UpstreamRequestTimeout
 			} else {
 				x.entry.Flags |= accesslog.UpstreamConnectionTermination

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/edgeproxy/edge/edge/message"
@@ -97,7 +96,7 @@ func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.RemoteAddr = ap
 	}
 	for name, vs := range r.Header {
-		lname := lowerHeaderName(name)
+		lname := message.LowerName(name)
 		if lname == hdrContentLen {
 			continue // framing is the upstream client's job
 		}
@@ -135,12 +134,21 @@ type httpResponder struct {
 var responderPool = sync.Pool{New: func() any { return new(httpResponder) }}
 
 func (h *httpResponder) setHeader(dst http.Header, src *message.Header, prefix string) {
-	for _, f := range src.Fields() {
-		k := canonicalHeaderName(f.Name)
+	fields := src.Fields()
+	// One backing array for every value: net/http wants a []string per
+	// name, and allocating one per field would cost an allocation each.
+	vals := make([]string, len(fields))
+	for i, f := range fields {
+		k := message.CanonicalName(f.Name)
 		if prefix != "" {
 			k = prefix + k
 		}
-		dst[k] = append(dst[k], f.Value)
+		if old, ok := dst[k]; ok {
+			dst[k] = append(old, f.Value)
+			continue
+		}
+		vals[i] = f.Value
+		dst[k] = vals[i : i+1 : i+1]
 	}
 }
 
@@ -217,52 +225,6 @@ func (c *hijacked) CloseWrite() error {
 	}
 	return nil
 }
-
-// lowerHeaderName maps net/http's canonical header keys to lower case,
-// from a table for common names so that they cost no allocation.
-func lowerHeaderName(k string) string {
-	if v, ok := commonLower[k]; ok {
-		return v
-	}
-	return strings.ToLower(k)
-}
-
-// canonicalHeaderName maps lower-case names to net/http's canonical form,
-// which its HTTP/1.1 writer needs to recognise framing headers.
-func canonicalHeaderName(k string) string {
-	if v, ok := commonCanonical[k]; ok {
-		return v
-	}
-	return http.CanonicalHeaderKey(k)
-}
-
-var commonHeaders = []string{
-	"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Accept-Ranges",
-	"Access-Control-Allow-Origin", "Age", "Allow", "Authorization", "Cache-Control",
-	"Connection", "Content-Disposition", "Content-Encoding", "Content-Language",
-	"Content-Length", "Content-Location", "Content-Range", "Content-Type", "Cookie",
-	"Date", "Etag", "Expect", "Expires", "From", "Grpc-Encoding", "Grpc-Accept-Encoding",
-	"Grpc-Message", "Grpc-Status", "Grpc-Timeout", "Host", "If-Match", "If-Modified-Since",
-	"If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive", "Last-Modified",
-	"Link", "Location", "Origin", "Pragma", "Proxy-Authorization", "Range", "Referer",
-	"Retry-After", "Sec-Websocket-Accept", "Sec-Websocket-Extensions", "Sec-Websocket-Key",
-	"Sec-Websocket-Protocol", "Sec-Websocket-Version", "Server", "Set-Cookie",
-	"Strict-Transport-Security", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-	"User-Agent", "Vary", "Via", "Www-Authenticate", "X-Forwarded-For",
-	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "X-Edge-Internal",
-	"X-Edge-Original-Path", "X-Edge-Attempt-Count", "X-Edge-Overloaded",
-}
-
-var commonLower, commonCanonical = func() (map[string]string, map[string]string) {
-	lower := make(map[string]string, len(commonHeaders))
-	canon := make(map[string]string, len(commonHeaders))
-	for _, h := range commonHeaders {
-		l := strings.ToLower(h)
-		lower[h] = l
-		canon[l] = h
-	}
-	return lower, canon
-}()
 
 var _ http.Handler = (*listenerRuntime)(nil)
 var _ responder = (*httpResponder)(nil)

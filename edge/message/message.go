@@ -15,6 +15,7 @@ package message
 import (
 	"io"
 	"net/netip"
+	"time"
 )
 
 // Field is one header field. Name is lower case.
@@ -159,6 +160,11 @@ type Request struct {
 	RemoteAddr netip.AddrPort
 	// TLS reports whether the downstream connection is encrypted.
 	TLS bool
+	// Deadline, if not zero, bounds the upstream exchange, response body
+	// included, as a context deadline would, without the cost of creating
+	// a context per request. The pools honour the earlier of it and the
+	// context's deadline; hitting it is a timeout.
+	Deadline time.Time
 	// OnInformational, if not nil, is called for each 1xx response (other
 	// than 101) the upstream sends before the final response.
 	OnInformational func(status int, h *Header)

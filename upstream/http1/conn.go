@@ -102,11 +102,15 @@ func (c *conn) Write(p []byte) (int, error) {
 }
 
 // watch makes ctx bound the blocking I/O of the current exchange: its
-// deadline becomes the connection deadline, and its cancellation sets a
+// deadline (or the request's, whichever is earlier) becomes the connection
+// deadline, and its cancellation sets a
 // deadline in the past, which interrupts a blocked read or write.
-func (c *conn) watch(ctx context.Context) {
-	if d, ok := ctx.Deadline(); ok {
-		c.nc.SetDeadline(d)
+func (c *conn) watch(ctx context.Context, deadline time.Time) {
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+	if !deadline.IsZero() {
+		c.nc.SetDeadline(deadline)
 		c.hasDeadline = true
 	}
 	if ctx.Done() != nil {

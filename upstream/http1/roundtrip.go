@@ -47,7 +47,7 @@ func (rt *roundTrip) exchange(ctx context.Context, c *conn, req *message.Request
 	c.served++
 	c.nread, c.nwritten = 0, 0
 	rt.ctx = ctx
-	c.watch(ctx)
+	c.watch(ctx, req.Deadline)
 	if e := rt.writeRequest(c, req); e != nil {
 		if e.Kind == Reset && c.nwritten > 0 {
 			// The upstream may have answered before taking the whole

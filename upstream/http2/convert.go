@@ -85,7 +85,7 @@ func (p *Pool) newRequest(ctx context.Context, req *message.Request) (*http.Requ
 			Got1xxResponse: func(code int, mh textproto.MIMEHeader) error {
 				var info message.Header
 				for k, vv := range mh {
-					name := lowerName(k)
+					name := message.LowerName(k)
 					for _, v := range vv {
 						info.Add(name, v)
 					}
@@ -208,12 +208,12 @@ type response struct {
 
 // newResponse converts x/net's response; c's stream count drops when the
 // body ends.
-func newResponse(c *conn, hresp *http.Response) *message.Response {
+func newResponse(c *conn, hresp *http.Response, cancel context.CancelFunc) *message.Response {
 	r := &response{}
 	r.msg.Status = hresp.StatusCode
 	r.msg.ContentLength = hresp.ContentLength
 	for k, vv := range hresp.Header {
-		name := lowerName(k)
+		name := message.LowerName(k)
 		for _, v := range vv {
 			r.msg.Header.Add(name, v)
 		}
@@ -227,11 +227,11 @@ func newResponse(c *conn, hresp *http.Response) *message.Response {
 			if b.Len() > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(lowerName(k))
+			b.WriteString(message.LowerName(k))
 		}
 		r.msg.Header.Add("trailer", b.String())
 	}
-	r.body = responseBody{hresp: hresp, c: c, msg: &r.msg}
+	r.body = responseBody{hresp: hresp, c: c, msg: &r.msg, cancel: cancel}
 	r.msg.Body = &r.body
 	return &r.msg
 }
@@ -243,6 +243,8 @@ type responseBody struct {
 	c     *conn
 	msg   *message.Response
 	done  atomic.Bool
+	// cancel, if not nil, ends the context made for the request's deadline.
+	cancel context.CancelFunc
 }
 
 func (b *responseBody) Read(p []byte) (int, error) {
@@ -253,7 +255,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 	case err == io.EOF:
 		// x/net fills Response.Trailer before the body reports EOF.
 		for k, vv := range b.hresp.Trailer {
-			name := lowerName(k)
+			name := message.LowerName(k)
 			for _, v := range vv {
 				b.msg.Trailer.Add(name, v)
 			}
@@ -277,52 +279,8 @@ func (b *responseBody) Close() error {
 func (b *responseBody) finish() {
 	if b.done.CompareAndSwap(false, true) {
 		b.c.release()
-	}
-}
-
-// lowerName returns the lower-case form of a header name x/net
-// canonicalized, without allocating for common names.
-func lowerName(k string) string {
-	if !hasUpper(k) {
-		return k
-	}
-	if l, ok := commonLower[k]; ok {
-		return l
-	}
-	return strings.ToLower(k)
-}
-
-func hasUpper(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
+		if b.cancel != nil {
+			b.cancel()
 		}
 	}
-	return false
 }
-
-// commonLower maps canonical header names to lower case. It is built once
-// and only read.
-var commonLower = func() map[string]string {
-	names := []string{
-		"accept", "accept-encoding", "accept-language", "accept-ranges",
-		"access-control-allow-credentials", "access-control-allow-headers",
-		"access-control-allow-methods", "access-control-allow-origin",
-		"access-control-expose-headers", "access-control-max-age", "age",
-		"allow", "alt-svc", "authorization", "cache-control",
-		"content-disposition", "content-encoding", "content-language",
-		"content-length", "content-location", "content-range",
-		"content-security-policy", "content-type", "cookie", "date", "etag",
-		"expires", "grpc-encoding", "grpc-accept-encoding", "grpc-message",
-		"grpc-status", "grpc-status-details-bin", "last-modified", "link",
-		"location", "pragma", "referrer-policy", "retry-after", "server",
-		"set-cookie", "strict-transport-security", "trailer", "vary", "via",
-		"www-authenticate", "x-content-type-options", "x-frame-options",
-		"x-request-id", "x-xss-protection",
-	}
-	m := make(map[string]string, len(names))
-	for _, n := range names {
-		m[textproto.CanonicalMIMEHeaderKey(n)] = n
-	}
-	return m
-}()

@@ -153,6 +153,19 @@ func NewPool(o Options) *Pool {
 // had just received a GOAWAY) is sent again on another connection, as long
 // as none of its body was read.
 func (p *Pool) RoundTrip(ctx context.Context, req *message.Request) (*message.Response, error) {
+	cancel := context.CancelFunc(nil)
+	if !req.Deadline.IsZero() {
+		// x/net honours only contexts; the cancel runs when the body ends.
+		ctx, cancel = context.WithDeadline(ctx, req.Deadline)
+	}
+	resp, err := p.roundTrip(ctx, req, cancel)
+	if err != nil && cancel != nil {
+		cancel()
+	}
+	return resp, err
+}
+
+func (p *Pool) roundTrip(ctx context.Context, req *message.Request, cancel context.CancelFunc) (*message.Response, error) {
 	hreq, body := p.newRequest(ctx, req)
 	for attempt := 0; ; attempt++ {
 		c, err := p.acquire(ctx)
@@ -161,7 +174,7 @@ func (p *Pool) RoundTrip(ctx context.Context, req *message.Request) (*message.Re
 		}
 		hresp, err := c.cc.RoundTrip(hreq)
 		if err == nil {
-			return newResponse(c, hresp), nil
+			return newResponse(c, hresp, cancel), nil
 		}
 		c.release()
 		if !c.cc.CanTakeNewRequest() {
