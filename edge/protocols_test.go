@@ -4,16 +4,21 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"golang.org/x/net/websocket"
 	"google.golang.org/grpc"
@@ -305,5 +310,56 @@ func TestAdminAndAccessLog(t *testing.T) {
 	}
 	if first["path"] != "/a" || first["response_code"] != float64(200) || first["upstream_host"] != up.hostPort() {
 		t.Errorf("access log line = %v", first)
+	}
+}
+
+func TestEarlyHintsPassThrough(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		io.WriteString(w, "final")
+	}))
+	s := startEdge(t, basicConfig, "UPSTREAM", up.hostPort())
+	var got []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req := mustReq(t, "GET", s.url("public", "/hints"))
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	resp := mustDo(t, req)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if len(got) != 1 || got[0] != "103 </style.css>; rel=preload" {
+		t.Errorf("1xx responses seen by the client: %q, want one 103 with the Link header", got)
+	}
+	if resp.StatusCode != 200 || string(body) != "final" || resp.Header.Get("Link") != "" {
+		t.Errorf("final response: %d %q Link=%q", resp.StatusCode, body, resp.Header.Get("Link"))
+	}
+}
+
+func TestHTTP2MaxConcurrentStreamsAdvertised(t *testing.T) {
+	cfg := strings.Replace(basicConfig, "    route_config: main\n", "    route_config: main\n    limits: {max_concurrent_streams: 7}\n", 1)
+	s := startEdge(t, cfg, "UPSTREAM", closedPort(t))
+	c, err := net.Dial("tcp", s.Addr("public").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf, ok := f.(*http2.SettingsFrame)
+	if !ok {
+		t.Fatalf("first frame %T, want SETTINGS", f)
+	}
+	if v, ok := sf.Value(http2.SettingMaxConcurrentStreams); !ok || v != 7 {
+		t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (sent %v), want 7", v, ok)
 	}
 }
