@@ -115,7 +115,13 @@ func (a *adminServer) handleClusters(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "%s::%s::weight::%d\n", c.Name, h.Address, h.Weight)
 			fmt.Fprintf(w, "%s::%s::health_flags::%s\n", c.Name, h.Address, h.Health)
 			fmt.Fprintf(w, "%s::%s::rq_active::%d\n", c.Name, h.Address, h.ActiveRequests)
+			fmt.Fprintf(w, "%s::%s::times_ejected::%d\n", c.Name, h.Address, h.TimesEjected)
 		}
+		b := c.CircuitBreakers
+		fmt.Fprintf(w, "%s::circuit_breakers::connections::%d/%d\n", c.Name, b.Connections, b.MaxConnections)
+		fmt.Fprintf(w, "%s::circuit_breakers::pending_requests::%d/%d\n", c.Name, b.PendingRequests, b.MaxPendingRequests)
+		fmt.Fprintf(w, "%s::circuit_breakers::requests::%d/%d\n", c.Name, b.Requests, b.MaxRequests)
+		fmt.Fprintf(w, "%s::circuit_breakers::retries::%d/%d\n", c.Name, b.Retries, b.MaxRetries)
 	}
 }
 

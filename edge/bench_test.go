@@ -90,7 +90,7 @@ func BenchmarkForwardingCore(b *testing.B) {
 }
 
 // BenchmarkProxyHTTP1 measures a whole proxied keep-alive HTTP/1.1 request
-// over loopback: client -> edge (net/http server) -> upstream and back.
+// over loopback: client -> edge (its HTTP/1.1 loop) -> upstream and back.
 // The client is a raw connection, so allocations counted are edge's.
 func BenchmarkProxyHTTP1(b *testing.B) {
 	up := rawUpstream(b)

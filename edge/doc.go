@@ -5,7 +5,11 @@
 //
 // A request's way, top-down through this package:
 //
-//	nethttp.go   net/http's server (HTTP/1.1, HTTP/2, h2c) -> message.Request
+//	listen.go    accept, TLS handshake, protocol choice (ALPN, h2c preface),
+//	             connection tracking and graceful shutdown
+//	h1conn.go    edge's HTTP/1.1 connection loop (h1parse.go, h1body.go)
+//	             -> message.Request; the connection is the responder
+//	nethttp.go   x/net's HTTP/2 server (TLS and h2c) -> message.Request
 //	forward.go   listenerRuntime.serve: header policy (headers.go), route
 //	             match, then a local reply, a redirect, a direct response
 //	             or forward: pick a cluster and a host, round trip, stream

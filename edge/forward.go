@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"strconv"
@@ -171,8 +170,13 @@ func (x *exchange) direct(vh *router.VirtualHost, rt *router.Route) {
 
 // errorReply answers with a short text body describing a failure.
 func (x *exchange) errorReply(status int, msg string) {
+	x.respHdr.Reset()
+	x.errorReplyKeep(status, msg)
+}
+
+// errorReplyKeep is errorReply keeping the headers already in respHdr.
+func (x *exchange) errorReplyKeep(status int, msg string) {
 	h := &x.respHdr
-	h.Reset()
 	h.Add("content-type", "text/plain; charset=utf-8")
 	h.Add("content-length", strconv.Itoa(len(msg)+1))
 	x.writeHeader(status, int64(len(msg)+1))
@@ -205,30 +209,16 @@ func (x *exchange) forward(ctx context.Context, vh *router.VirtualHost, rt *rout
 	}
 	l.table.MutateRequest(&req.Header, vh, rt)
 
-	host, err := cl.up.Pick()
-	if err != nil {
-		x.entry.Flags |= accesslog.NoHealthyUpstream
-		x.errorReply(503, "no healthy upstream")
-		cl.rqClass[4].Inc()
-		return
-	}
-	if rt.AutoHostRewrite {
-		req.Authority = host.Hostname()
-	}
-	x.entry.UpstreamHost = host.Address()
-
 	start := time.Now()
-	if rt.Timeout > 0 {
-		req.Deadline = start.Add(rt.Timeout)
-	}
+	p := x.plan(rt, start)
 	req.OnInformational = x.onInformational
-	resp, err := host.RoundTrip(ctx, req)
+	res := x.tries(ctx, cl, &p)
 	req.OnInformational = nil
-	x.entry.Attempts = 1
-	if err != nil {
-		x.upstreamError(ctx, cl, err)
+	if res.err != nil {
+		x.upstreamError(ctx, cl, res.err, res.overallTimeout)
 		return
 	}
+	resp, host := res.resp, res.host
 	x.entry.UpstreamServiceTime = time.Since(start)
 	cl.rqClass[statusClass(resp.Status)].Inc()
 	if resp.Status == 101 && resp.Upgraded != nil {
@@ -247,22 +237,34 @@ func (x *exchange) informational(status int, h *message.Header) {
 }
 
 // upstreamError maps a failed round trip to a local reply, in one place.
-func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err error) {
-	var ue *upstream.Error
-	kind := upstream.Protocol
-	if errors.As(err, &ue) {
-		kind = ue.Kind
-	}
+// overallTimeout says the route timeout (not a per-try one) expired.
+func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err error, overallTimeout bool) {
+	kind := upstream.Classify(err).Kind
 	switch {
-	case kind == upstream.Timeout:
-		x.entry.Flags |= accesslog.UpstreamRequestTimeout
-		cl.stats.rqTimeout.Inc()
-		cl.rqClass[3].Inc()
-		x.errorReply(504, "upstream request timeout")
+	case kind == upstream.NoHost:
+		x.entry.Flags |= accesslog.NoHealthyUpstream
+		cl.rqClass[4].Inc()
+		x.errorReply(503, "no healthy upstream")
+		return
+	case kind == upstream.Overflow:
+		// A circuit breaker refused the request: answer at once, as Envoy.
+		x.entry.Flags |= accesslog.UpstreamOverflow
+		cl.rqClass[4].Inc()
+		x.respHdr.Reset()
+		x.respHdr.Add(hdrOverloaded, "true")
+		x.errorReplyKeep(503, "upstream overloaded")
+		return
 	case kind == upstream.Canceled || ctx.Err() != nil:
 		// The client went away: not the upstream's fault (499, as nginx).
 		x.entry.Flags |= accesslog.DownstreamConnectionTermination
 		x.entry.Status = 499
+	case kind == upstream.Timeout:
+		x.entry.Flags |= accesslog.UpstreamRequestTimeout
+		if overallTimeout {
+			cl.stats.rqTimeout.Inc()
+		}
+		cl.rqClass[3].Inc()
+		x.errorReply(504, "upstream request timeout")
 	case kind == upstream.ConnectFailure:
 		x.entry.Flags |= accesslog.UpstreamConnectionFailure
 		cl.rqClass[4].Inc()
@@ -271,6 +273,10 @@ func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err er
 		x.entry.Flags |= accesslog.UpstreamConnectionTermination
 		cl.rqClass[4].Inc()
 		x.errorReply(503, "upstream reset before response headers")
+	case kind == upstream.RequestBody:
+		// Reading the client's body failed: the client's fault.
+		x.entry.Flags |= accesslog.DownstreamConnectionTermination
+		x.errorReply(400, "request body could not be read")
 	default:
 		x.entry.Flags |= accesslog.UpstreamProtocolError
 		cl.rqClass[3].Inc()

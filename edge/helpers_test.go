@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/edgeproxy/edge/edge/config"
+	"github.com/edgeproxy/edge/edge/stats"
 )
 
 // startEdge serves yaml (after replacing each key of vars with its value)
@@ -222,6 +223,8 @@ func (ca *testCA) client(h2 bool) *http.Client {
 	}
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
+
+func statsLabel(name, value string) stats.Label { return stats.Label{Name: name, Value: value} }
 
 var client = &http.Client{
 	Timeout:       10 * time.Second,

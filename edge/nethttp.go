@@ -1,69 +1,56 @@
 package edge
 
 import (
-	"bufio"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"sync"
 
+	"golang.org/x/net/http2"
+
 	"github.com/edgeproxy/edge/edge/message"
 )
 
-// This file is the first downstream codec: net/http's server (HTTP/1.1,
-// HTTP/2 over TLS, and cleartext HTTP/2 with prior knowledge) adapted to the
-// forwarding core's message types. It can be replaced by edge's own codecs
-// without touching forward.go, the router or upstream.
+// This file adapts x/net's HTTP/2 server (over TLS by ALPN, and cleartext
+// with prior knowledge) to the forwarding core's message types. HTTP/1.1 is
+// edge's own connection loop (h1conn.go); listen.go decides which of the two
+// serves a connection.
 
-func (l *listenerRuntime) newHTTPServer() *http.Server {
+// newHTTP2 builds the HTTP/2 server for l and the net/http Server that x/net
+// reads its limits from (BaseConfig). Graceful shutdown goes through the
+// latter: http2.ConfigureServer registers x/net's GOAWAY broadcast on its
+// Shutdown.
+func (l *listenerRuntime) newHTTP2() (*http2.Server, *http.Server) {
 	lc := l.cfg
-	srv := &http.Server{
-		Handler:           l,
-		ReadHeaderTimeout: lc.Timeouts.RequestHeaders.D(),
-		IdleTimeout:       lc.Timeouts.Idle.D(),
-		MaxHeaderBytes:    int(lc.Limits.MaxRequestHeaderBytes),
-		ConnState:         l.connState,
-		ErrorLog:          slog.NewLogLogger(l.logger.Handler(), slog.LevelDebug),
+	base := &http.Server{
+		Handler:        l,
+		IdleTimeout:    lc.Timeouts.Idle.D(),
+		MaxHeaderBytes: int(lc.Limits.MaxRequestHeaderBytes),
+		ErrorLog:       slog.NewLogLogger(l.logger.Handler(), slog.LevelDebug),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: lc.Limits.MaxConcurrentStreams,
 		},
 	}
-	var p http.Protocols
-	for _, proto := range lc.Protocols {
-		switch proto {
-		case "http1":
-			p.SetHTTP1(true)
-		case "http2":
-			if lc.TLS != nil {
-				p.SetHTTP2(true)
-			} else {
-				p.SetUnencryptedHTTP2(true)
-			}
-		}
+	h2 := &http2.Server{
+		MaxConcurrentStreams: uint32(lc.Limits.MaxConcurrentStreams),
+		IdleTimeout:          lc.Timeouts.Idle.D(),
 	}
-	srv.Protocols = &p
-	if l.tlsConfig != nil {
-		srv.TLSConfig = l.tlsConfig
+	if err := http2.ConfigureServer(base, h2); err != nil {
+		// Only a TLSConfig with unsuitable cipher suites fails, and base
+		// has none.
+		panic(fmt.Sprintf("edge: configuring HTTP/2: %v", err))
 	}
-	return srv
-}
-
-func (l *listenerRuntime) connState(c net.Conn, st http.ConnState) {
-	switch st {
-	case http.StateNew:
-		l.stats.cxTotal.Inc()
-		l.stats.cxActive.Inc()
-	case http.StateClosed, http.StateHijacked:
-		l.stats.cxActive.Dec()
-	}
+	return h2, base
 }
 
 var requestPool = sync.Pool{New: func() any { return new(message.Request) }}
 
-// ServeHTTP converts a net/http request into a message.Request, runs it
-// through the forwarding core and aborts the stream if the core says so.
+// ServeHTTP converts an HTTP/2 request from x/net into a message.Request,
+// runs it through the forwarding core and resets the stream if the core
+// says the response was cut off.
 func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := requestPool.Get().(*message.Request)
 	defer func() { req.Reset(); requestPool.Put(req) }()
@@ -183,48 +170,13 @@ func (h *httpResponder) writeTrailers(hdr *message.Header) {
 	h.setHeader(h.w.Header(), hdr, http.TrailerPrefix)
 }
 
-func (h *httpResponder) upgrade(hdr *message.Header) (io.ReadWriteCloser, error) {
-	conn, brw, err := http.NewResponseController(h.w).Hijack()
-	if err != nil {
-		return nil, err
-	}
-	bw := brw.Writer
-	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	for _, f := range hdr.Fields() {
-		bw.WriteString(f.Name)
-		bw.WriteString(": ")
-		bw.WriteString(f.Value)
-		bw.WriteString("\r\n")
-	}
-	bw.WriteString("\r\n")
-	if err := bw.Flush(); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return &hijacked{Conn: conn, r: brw.Reader}, nil
+// upgrade fails: HTTP/2 has no connection-level upgrade (RFC 9113 §8.6),
+// and the core only asks for one on HTTP/1.1 requests.
+func (h *httpResponder) upgrade(*message.Header) (io.ReadWriteCloser, error) {
+	return nil, errNoUpgradeH2
 }
 
-// hijacked is a client connection taken over for an upgrade; reads drain
-// what net/http already buffered first.
-type hijacked struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *hijacked) Read(p []byte) (int, error) {
-	if c.r != nil && c.r.Buffered() > 0 {
-		return c.r.Read(p)
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite half-closes the client side when the upstream finishes.
-func (c *hijacked) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
+var errNoUpgradeH2 = errors.New("edge: protocol upgrade over HTTP/2 is not supported")
 
 var _ http.Handler = (*listenerRuntime)(nil)
 var _ responder = (*httpResponder)(nil)

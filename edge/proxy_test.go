@@ -50,7 +50,7 @@ func TestProxyHTTP1(t *testing.T) {
 	req.Header.Set("Connection", "keep-alive, X-Hop")
 	req.Header.Set("X-Hop", "must not pass")
 	req.Header.Set("Keep-Alive", "timeout=5")
-	req.Header.Set("X-Edge-Retry-On", "5xx")      // internal client: kept
+	req.Header.Set("X-Edge-Trace", "on")          // internal client: kept
 	req.Header.Set("X-Request-Id", "req-abc-123") // internal client: kept
 	resp, err := client.Do(req)
 	if err != nil {
@@ -70,7 +70,7 @@ func TestProxyHTTP1(t *testing.T) {
 		{"x-forwarded-proto", e.Header.Get("X-Forwarded-Proto"), "http"},
 		{"x-hop (named in connection)", e.Header.Get("X-Hop"), ""},
 		{"keep-alive", e.Header.Get("Keep-Alive"), ""},
-		{"x-edge-retry-on from internal client", e.Header.Get("X-Edge-Retry-On"), "5xx"},
+		{"x-edge-trace from internal client", e.Header.Get("X-Edge-Trace"), "on"},
 		{"x-request-id from internal client", e.Header.Get("X-Request-Id"), "req-abc-123"},
 		{"x-edge-internal", e.Header.Get("X-Edge-Internal"), "true"},
 		{"route config header", e.Header.Get("X-Edge-Pop"), "test1"},

@@ -66,7 +66,7 @@ type listenerRuntime struct {
 	accessLog   *accesslog.Logger
 	logger      *slog.Logger
 	stats       listenerStats
-	httpServer  *http.Server
+	down        *downstream // accepted connections (listen.go)
 }
 
 type listenerStats struct {
@@ -75,14 +75,6 @@ type listenerStats struct {
 	rqTotal  stats.Counter
 	rqActive stats.Gauge
 	rqClass  [5]stats.Counter // 1xx..5xx
-}
-
-// clusterRuntime pairs an upstream cluster with the stats the forwarding
-// core keeps for it.
-type clusterRuntime struct {
-	up      *upstream.Cluster
-	rqClass [5]stats.Counter
-	stats   struct{ rqTimeout stats.Counter }
 }
 
 // New compiles cfg into a Server without opening any socket. Errors are
@@ -151,14 +143,7 @@ func (s *Server) compile() error {
 	index := set.Index()
 	clusters := make([]*clusterRuntime, len(set.Clusters()))
 	for i, c := range set.Clusters() {
-		lbl := stats.Label{Name: "cluster", Value: c.Name}
-		cr := &clusterRuntime{up: c}
-		for k := range cr.rqClass {
-			cr.rqClass[k] = s.stats.Counter("edge_cluster_upstream_rq_xx", "Upstream responses by status class (5xx includes local replies for upstream failures).",
-				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
-		}
-		cr.stats.rqTimeout = s.stats.Counter("edge_cluster_upstream_rq_timeout", "Upstream requests that hit the route timeout.", lbl)
-		clusters[i] = cr
+		clusters[i] = newClusterRuntime(s.stats, c)
 	}
 	tables := map[string]*router.Table{}
 	for i := range cfg.RouteConfigs {
@@ -205,7 +190,7 @@ func (s *Server) compile() error {
 			l.stats.rqClass[k] = s.stats.Counter("edge_http_downstream_rq_xx", "Downstream responses by status class.",
 				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
 		}
-		l.httpServer = l.newHTTPServer()
+		l.down = newDownstream(l)
 		s.listeners = append(s.listeners, l)
 	}
 	if len(errs) > 0 {
@@ -272,11 +257,8 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 
 	errc := make(chan error, len(lns)+1)
 	for i, l := range s.listeners {
-		ln := lns[i]
-		if l.tlsConfig != nil {
-			ln = tls.NewListener(ln, l.tlsConfig)
-		}
-		go func() { errc <- serveErr(l.httpServer.Serve(ln)) }()
+		l.down.listen(lns[i])
+		go func() { errc <- l.down.serve() }()
 		s.logger.Info("listening", "listener", l.name, "address", lns[i].Addr().String(), "tls", l.tlsConfig != nil, "protocols", l.cfg.Protocols)
 	}
 	if adminLn != nil {
@@ -309,9 +291,7 @@ func (s *Server) shutdown(drain time.Duration) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.httpServer.Shutdown(ctx); err != nil {
-				l.httpServer.Close()
-			}
+			l.down.shutdown(ctx)
 			if l.accessLog != nil {
 				l.accessLog.Close()
 			}

@@ -50,10 +50,35 @@ type ClusterStats struct {
 	// MembershipTotal is the number of hosts
 	// (edge_cluster_membership_total).
 	MembershipTotal stats.Gauge
-	// MembershipHealthy is the number of healthy hosts
-	// (edge_cluster_membership_healthy); every host, until health checks
-	// exist.
+	// MembershipHealthy is the number of hosts available to the load
+	// balancer: neither failing active health checks nor ejected
+	// (edge_cluster_membership_healthy).
 	MembershipHealthy stats.Gauge
+	// LBHealthyPanic counts picks made in panic: an unavailable host came
+	// up while fewer than half the hosts were available, so health was
+	// ignored (edge_cluster_lb_healthy_panic; see Cluster.Pick).
+	LBHealthyPanic stats.Counter
+
+	// UpstreamCxOverflow counts requests that had to wait, and
+	// connections opened beyond the limit, because of max_connections
+	// (edge_cluster_upstream_cx_overflow).
+	UpstreamCxOverflow stats.Counter
+	// UpstreamRqPendingOverflow counts requests refused by max_requests or
+	// max_pending_requests (edge_cluster_upstream_rq_pending_overflow).
+	UpstreamRqPendingOverflow stats.Counter
+	// HealthCheckAttempt, HealthCheckSuccess and HealthCheckFailure count
+	// active health checks (edge_cluster_health_check_attempt, _success,
+	// _failure).
+	HealthCheckAttempt, HealthCheckSuccess, HealthCheckFailure stats.Counter
+	// OutlierEjectionsActive is the hosts ejected now
+	// (edge_cluster_outlier_detection_ejections_active).
+	OutlierEjectionsActive stats.Gauge
+	// OutlierEjectionsEnforcedTotal counts ejections
+	// (edge_cluster_outlier_detection_ejections_enforced_total).
+	OutlierEjectionsEnforcedTotal stats.Counter
+	// OutlierEjectionsOverflow counts ejections refused by
+	// max_ejection_percent (edge_cluster_outlier_detection_ejections_overflow).
+	OutlierEjectionsOverflow stats.Counter
 }
 
 func newClusterStats(st *stats.Store, name string) ClusterStats {
@@ -69,6 +94,16 @@ func newClusterStats(st *stats.Store, name string) ClusterStats {
 		UpstreamRqActive:      st.Gauge("edge_cluster_upstream_rq_active", "Upstream requests in flight.", l),
 		MembershipTotal:       st.Gauge("edge_cluster_membership_total", "Hosts in the cluster.", l),
 		MembershipHealthy:     st.Gauge("edge_cluster_membership_healthy", "Healthy hosts in the cluster.", l),
+		LBHealthyPanic:        st.Counter("edge_cluster_lb_healthy_panic", "Picks made while fewer than half the hosts were available, ignoring health.", l),
+
+		UpstreamCxOverflow:            st.Counter("edge_cluster_upstream_cx_overflow", "Requests that waited, or connections opened beyond the limit, because of the max_connections circuit breaker.", l),
+		UpstreamRqPendingOverflow:     st.Counter("edge_cluster_upstream_rq_pending_overflow", "Requests refused by the max_requests or max_pending_requests circuit breaker.", l),
+		HealthCheckAttempt:            st.Counter("edge_cluster_health_check_attempt", "Active health checks started.", l),
+		HealthCheckSuccess:            st.Counter("edge_cluster_health_check_success", "Active health checks passed.", l),
+		HealthCheckFailure:            st.Counter("edge_cluster_health_check_failure", "Active health checks failed.", l),
+		OutlierEjectionsActive:        st.Gauge("edge_cluster_outlier_detection_ejections_active", "Hosts ejected by outlier detection now.", l),
+		OutlierEjectionsEnforcedTotal: st.Counter("edge_cluster_outlier_detection_ejections_enforced_total", "Hosts ejected by outlier detection.", l),
+		OutlierEjectionsOverflow:      st.Counter("edge_cluster_outlier_detection_ejections_overflow", "Ejections refused because max_ejection_percent of the hosts were ejected.", l),
 	}
 }
 
@@ -83,6 +118,7 @@ type Cluster struct {
 	typ       string
 	protocol  string
 	lbPolicy  string
+	hash      []hashPolicy // for ring_hash and maglev
 	endpoints []endpoint
 	refresh   time.Duration
 	log       *slog.Logger
@@ -103,6 +139,10 @@ type Cluster struct {
 
 	mu     sync.Mutex // serializes host-set changes and close
 	closed bool
+
+	// Health checking, outlier detection and circuit breakers (health.go,
+	// outlier.go, breaker.go).
+	resilience
 }
 
 // endpoint is one configured endpoint: an IP or DNS name, port and weight.
@@ -123,38 +163,7 @@ type hostSpec struct {
 // snapshot is an immutable host set with its balancer.
 type snapshot struct {
 	hosts []*Host
-	lb    balancer // nil when hosts is empty
-}
-
-// Pick chooses a host by the cluster's load-balancing policy, avoiding the
-// hosts in exclude (those a retry already tried) while others exist. It
-// returns ErrNoHealthyEndpoint when the cluster has no host. It takes no
-// lock and allocates nothing.
-func (c *Cluster) Pick(exclude ...*Host) (*Host, error) {
-	s := c.snap.Load()
-	if s == nil || s.lb == nil {
-		return nil, ErrNoHealthyEndpoint
-	}
-	h := s.lb.pick()
-	if len(exclude) == 0 {
-		return h, nil
-	}
-	// A retry: the policy's next choices until one was not tried yet, as
-	// many times as there are hosts (so a heavily weighted host that was
-	// tried does not make this loop long), then the first untried host in
-	// order, then, if every host was tried, the policy's choice.
-	for i := 0; excluded(exclude, h); i++ {
-		if i == len(s.hosts) {
-			for _, o := range s.hosts {
-				if !excluded(exclude, o) {
-					return o, nil
-				}
-			}
-			return h, nil
-		}
-		h = s.lb.pick()
-	}
-	return h, nil
+	lb    *balancer // nil when hosts is empty
 }
 
 // Hosts returns the current host set, in endpoint order (addresses of one
@@ -204,6 +213,7 @@ func (c *Cluster) newHost(s hostSpec, poolAddr string, dial func(context.Context
 			OnConnClose:        c.onConnClose,
 			OnConnectFail:      c.onConnectFail,
 			Dial:               dial,
+			Limit:              &c.breaker,
 		})}
 	default:
 		h.pool = h1Pool{http1.NewPool(http1.Options{
@@ -216,8 +226,10 @@ func (c *Cluster) newHost(s hostSpec, poolAddr string, dial func(context.Context
 			OnConnClose:    c.onConnClose,
 			OnConnectFail:  c.onConnectFail,
 			Dial:           dial,
+			Limit:          &c.breaker,
 		})}
 	}
+	c.initHealth(h, tc, poolAddr, dial)
 	return h
 }
 
@@ -268,7 +280,7 @@ func (c *Cluster) publish(hosts []*Host) {
 	}
 	c.snap.Store(s)
 	c.Stats.MembershipTotal.Set(int64(len(hosts)))
-	c.Stats.MembershipHealthy.Set(int64(len(hosts)))
+	c.hostsPublished(hosts)
 }
 
 func sameHosts(hosts []*Host, specs []hostSpec) bool {

@@ -38,7 +38,7 @@ func TestStaticClusterRoundTrip(t *testing.T) {
 				t.Errorf("4 requests served %v, want 2 by each backend", served)
 			}
 			wantProto := map[string]string{"http1": "HTTP/1.1", "http2": "HTTP/2.0"}[proto]
-			h, _ := c.Pick()
+			h, _ := c.Pick(nil)
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			resp, err := h.RoundTrip(ctx, get("/"))
@@ -87,7 +87,7 @@ func TestConnectFailure(t *testing.T) {
 	for _, proto := range []string{"http1", "http2"} {
 		t.Run(proto, func(t *testing.T) {
 			s, st := newTestSet(t, fmt.Sprintf("  - name: dead\n    protocol: %s\n    endpoints: [%q]\n", proto, dead), Options{})
-			h, err := s.Cluster(0).Pick()
+			h, err := s.Cluster(0).Pick(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ func TestTLSCluster(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			h, _ := s.Cluster(0).Pick()
+			h, _ := s.Cluster(0).Pick(nil)
 			got := do(t, h, "/")
 			want := map[string]string{"http1": "HTTP/1.1", "http2": "HTTP/2.0"}[proto]
 			if got != want {
@@ -208,20 +208,6 @@ func TestNewSetErrors(t *testing.T) {
 	}
 }
 
-func TestLBPolicyFallbackWarns(t *testing.T) {
-	var logs logBuffer
-	s, _ := newTestSet(t, `  - name: lr
-    lb_policy: least_request
-    endpoints: ["127.0.0.1:80", "127.0.0.2:80"]
-`, Options{Logger: logs.logger()})
-	if _, err := s.Cluster(0).Pick(); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(logs.String(), "lb_policy is not implemented yet") {
-		t.Errorf("no warning logged for least_request; log: %s", logs.String())
-	}
-}
-
 func TestDescribe(t *testing.T) {
 	b := newBackend(t, "127.0.0.1:0")
 	s, _ := newTestSet(t, fmt.Sprintf(`  - name: web
@@ -237,10 +223,14 @@ func TestDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	breakers := func(conns int) string {
+		return fmt.Sprintf(`"circuit_breakers":{"max_connections":1024,"connections":%d,"max_pending_requests":1024,"pending_requests":0,"max_requests":1024,"requests":0,"max_retries":3,"retries":0}`, conns)
+	}
 	want := fmt.Sprintf(`[{"name":"web","type":"static","protocol":"http1","lb_policy":"round_robin","hosts":[`+
-		`{"address":%q,"hostname":"127.0.0.1","weight":1,"active_requests":0,"health":"healthy","pool":{"protocol":"http1","connections":1,"active_connections":0,"idle_connections":1,"active_streams":0}},`+
-		`{"address":"127.0.0.2:1","hostname":"127.0.0.2","weight":3,"active_requests":0,"health":"healthy","pool":{"protocol":"http1","connections":0,"active_connections":0,"idle_connections":0,"active_streams":0}}]},`+
-		`{"name":"grpc","type":"strict_dns","protocol":"http2","lb_policy":"round_robin","hosts":[]}]`, b.addr)
+		`{"address":%q,"hostname":"127.0.0.1","weight":1,"active_requests":0,"health":"healthy","times_ejected":0,"pool":{"protocol":"http1","connections":1,"active_connections":0,"idle_connections":1,"active_streams":0}},`+
+		`{"address":"127.0.0.2:1","hostname":"127.0.0.2","weight":3,"active_requests":0,"health":"healthy","times_ejected":0,"pool":{"protocol":"http1","connections":0,"active_connections":0,"idle_connections":0,"active_streams":0}}],`+
+		breakers(1)+`},`+
+		`{"name":"grpc","type":"strict_dns","protocol":"http2","lb_policy":"round_robin","hosts":[],`+breakers(0)+`}]`, b.addr)
 	if string(got) != want {
 		t.Errorf("Describe =\n%s\nwant\n%s", got, want)
 	}
@@ -251,7 +241,7 @@ func TestNoHostBeforeResolution(t *testing.T) {
     type: strict_dns
     endpoints: ["never.edge.test:80"]
 `, Options{})
-	_, err := s.Cluster(0).Pick()
+	_, err := s.Cluster(0).Pick(nil)
 	var e *Error
 	if !errors.Is(err, ErrNoHealthyEndpoint) || !errors.As(err, &e) || e.Kind != NoHost {
 		t.Errorf("Pick on an unresolved cluster: %v, want ErrNoHealthyEndpoint of kind NoHost", err)
@@ -266,7 +256,7 @@ func TestCloseDrainsInFlight(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h, _ := s.Cluster(0).Pick()
+			h, _ := s.Cluster(0).Pick(nil)
 			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 			defer cancel()
 			resp, err := h.RoundTrip(ctx, get("/slow"))
@@ -274,7 +264,7 @@ func TestCloseDrainsInFlight(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Close()
-			if _, err := s.Cluster(0).Pick(); !errors.Is(err, ErrNoHealthyEndpoint) {
+			if _, err := s.Cluster(0).Pick(nil); !errors.Is(err, ErrNoHealthyEndpoint) {
 				t.Errorf("Pick after Close: %v, want ErrNoHealthyEndpoint", err)
 			}
 			close(b.release)
@@ -297,7 +287,7 @@ func BenchmarkHostRoundTripH2C(b *testing.B) {
 	buf := make([]byte, 256)
 	b.ReportAllocs()
 	for b.Loop() {
-		h, err := c.Pick()
+		h, err := c.Pick(nil)
 		if err != nil {
 			b.Fatal(err)
 		}

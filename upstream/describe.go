@@ -7,6 +7,8 @@ type ClusterInfo struct {
 	Protocol string     `json:"protocol"`
 	LBPolicy string     `json:"lb_policy"`
 	Hosts    []HostInfo `json:"hosts"`
+	// CircuitBreakers are the cluster's limits and current counts.
+	CircuitBreakers BreakerInfo `json:"circuit_breakers"`
 }
 
 // HostInfo describes one host of a cluster.
@@ -18,9 +20,14 @@ type HostInfo struct {
 	Weight   uint32 `json:"weight"`
 	// ActiveRequests is the requests in flight on the host.
 	ActiveRequests int64 `json:"active_requests"`
-	// Health is "healthy" (health checks do not exist yet).
-	Health string    `json:"health"`
-	Pool   PoolStats `json:"pool"`
+	// Health is "healthy", or what keeps the host from traffic, as
+	// Envoy's health_flags, joined by "/": "failed_active_hc" (failing
+	// active health checks), "pending_active_hc" (with failed_active_hc:
+	// not checked yet), "ejected" (by outlier detection).
+	Health string `json:"health"`
+	// TimesEjected is how many times outlier detection ejected the host.
+	TimesEjected uint32    `json:"times_ejected"`
+	Pool         PoolStats `json:"pool"`
 }
 
 // PoolStats describes a host's connection pool.
@@ -40,14 +47,19 @@ type PoolStats struct {
 func (s *Set) Describe() []ClusterInfo {
 	out := make([]ClusterInfo, 0, len(s.clusters))
 	for _, c := range s.clusters {
-		ci := ClusterInfo{Name: c.Name, Type: c.typ, Protocol: c.protocol, LBPolicy: c.lbPolicy, Hosts: []HostInfo{}}
+		ci := ClusterInfo{Name: c.Name, Type: c.typ, Protocol: c.protocol, LBPolicy: c.lbPolicy, Hosts: []HostInfo{}, CircuitBreakers: c.breaker.info()}
 		for _, h := range c.Hosts() {
+			h.available() // ends an ejection whose time is up
+			c.hmu.Lock()
+			flags, ejections := h.hs.flags.Load(), h.hs.ejections
+			c.hmu.Unlock()
 			ci.Hosts = append(ci.Hosts, HostInfo{
 				Address:        h.Address(),
 				Hostname:       h.hostname,
 				Weight:         h.weight,
 				ActiveRequests: h.active.Load(),
-				Health:         "healthy",
+				Health:         healthString(flags),
+				TimesEjected:   ejections,
 				Pool:           h.pool.stats(),
 			})
 		}

@@ -35,6 +35,11 @@ const (
 	RequestBody
 	// NoHost: the cluster has no healthy endpoint to send to.
 	NoHost
+	// Overflow: a circuit breaker of the cluster refused the request
+	// (max_requests, or max_pending_requests while waiting for an HTTP/1.1
+	// connection under max_connections). Nothing was sent; Envoy answers
+	// 503 with x-envoy-overloaded.
+	Overflow
 )
 
 var kindNames = [...]string{
@@ -46,6 +51,7 @@ var kindNames = [...]string{
 	Protocol:       "protocol error",
 	RequestBody:    "request body",
 	NoHost:         "no healthy host",
+	Overflow:       "overflow",
 }
 
 // String names the kind in lower case, e.g. "connect failure".
@@ -90,6 +96,7 @@ var h1Kinds = [...]Kind{
 	http1.Canceled:       Canceled,
 	http1.Protocol:       Protocol,
 	http1.RequestBody:    RequestBody,
+	http1.Overflow:       Overflow,
 }
 
 var h2Kinds = [...]Kind{

@@ -159,7 +159,7 @@ func do(t testing.TB, h *Host, path string) string {
 // pickDo picks a host of c and sends a request there.
 func pickDo(t testing.TB, c *Cluster, path string) string {
 	t.Helper()
-	h, err := c.Pick()
+	h, err := c.Pick(nil)
 	if err != nil {
 		t.Fatalf("Pick: %v", err)
 	}

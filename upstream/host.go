@@ -30,6 +30,10 @@ type Host struct {
 	// set closed); the pool closes when the last request finishes.
 	draining  atomic.Bool
 	closeOnce sync.Once
+
+	// hs is the host's health: flags the balancer reads (available),
+	// outlier-detection counts and its health checker (health.go).
+	hs hostState
 }
 
 // Address returns the host's ip:port ("" for a logical_dns host not yet
@@ -54,20 +58,38 @@ func (h *Host) ActiveRequests() int64 { return h.active.Load() }
 // RoundTrip sends req to the host through its pool. ctx governs the whole
 // exchange including reading the response body. Every error is an *Error.
 //
+// The cluster's circuit breakers apply here: over max_requests concurrent
+// requests (counted until the response body ends, as ActiveRequests), or
+// with max_connections HTTP/1.1 connections busy and max_pending_requests
+// requests already waiting for one, RoundTrip fails at once with Kind
+// Overflow. With outlier detection, the response status or the error
+// counts toward ejecting the host.
+//
 // The caller must close the response body; it may instead (or after
 // closing) call Release, which also recycles the response's storage. The
 // body's Read errors are *Error values too. The request counts as active
 // on the host, and on the cluster's rq_active gauge, until the body reaches
 // EOF, fails or is closed.
 func (h *Host) RoundTrip(ctx context.Context, req *message.Request) (*message.Response, error) {
-	st := &h.c.Stats
+	c := h.c
+	if !c.breaker.tryRequest() {
+		return nil, errRequestsOverflow
+	}
+	st := &c.Stats
 	h.active.Add(1)
 	st.UpstreamRqTotal.Inc()
 	st.UpstreamRqActive.Inc()
 	resp, err := h.pool.RoundTrip(ctx, req)
 	if err != nil {
+		e := Classify(err)
+		if c.outlier != nil {
+			h.outlierError(e)
+		}
 		h.finish()
-		return nil, Classify(err)
+		return nil, e
+	}
+	if c.outlier != nil {
+		h.outlierStatus(resp.Status)
 	}
 	b := h.c.bodies.Get().(*hostBody)
 	b.rc, b.h = resp.Body, h
@@ -94,6 +116,7 @@ func (h *Host) Release(resp *message.Response) {
 
 // finish ends one request on h.
 func (h *Host) finish() {
+	h.c.breaker.requestDone()
 	h.c.Stats.UpstreamRqActive.Dec()
 	if h.active.Add(-1) == 0 && h.draining.Load() {
 		h.closePool()
@@ -104,6 +127,7 @@ func (h *Host) finish() {
 // flight (at once if none is).
 func (h *Host) drain() {
 	h.draining.Store(true)
+	h.stopCheck()
 	if h.active.Load() == 0 {
 		h.closePool()
 	}

@@ -111,7 +111,7 @@ func TestPickExcludes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for range 20 {
-			h, err := c.Pick(tt.exclude...)
+			h, err := c.Pick(nil, tt.exclude...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,7 +136,7 @@ func TestClusterPickWeighted(t *testing.T) {
 	c := s.Cluster(s.Index()["c"])
 	counts := make(map[string]int)
 	for range 60 {
-		h, err := c.Pick()
+		h, err := c.Pick(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,16 +155,16 @@ func BenchmarkPick(b *testing.B) {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.Pick(); err != nil {
+				if _, err := c.Pick(nil); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("hosts=%d/retry", n), func(b *testing.B) {
-			tried, _ := c.Pick()
+			tried, _ := c.Pick(nil)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := c.Pick(tried); err != nil {
+				if _, err := c.Pick(nil, tried); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -175,10 +175,10 @@ func BenchmarkPick(b *testing.B) {
 func TestPickDoesNotAllocate(t *testing.T) {
 	s, _ := newTestSet(t, clustersYAML(100, func(i int) int { return i%3 + 1 }), Options{})
 	c := s.Cluster(0)
-	tried, _ := c.Pick()
+	tried, _ := c.Pick(nil)
 	if n := testing.AllocsPerRun(1000, func() {
-		c.Pick()
-		c.Pick(tried)
+		c.Pick(nil)
+		c.Pick(nil, tried)
 	}); n != 0 {
 		t.Errorf("Pick allocates %v times per call, want 0", n)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/edgeproxy/edge/edge/config"
 	"github.com/edgeproxy/edge/edge/stats"
@@ -86,6 +87,10 @@ func newCluster(cfg *config.Config, i int, cc *config.Cluster, log *slog.Logger,
 		h2KeepTimeout:  cc.HTTP2.KeepaliveTimeout.D(),
 	}
 	c.bodies.New = func() any { return new(hostBody) }
+	c.epoch = time.Now()
+	c.breaker.init(&cc.CircuitBreakers, &c.Stats)
+	c.health = newHealthCheck(cc.HealthCheck, cc.TLS != nil)
+	c.outlier = newOutlierDetection(cc.OutlierDetection)
 	var errs config.Errors
 	switch c.typ {
 	case typeStatic, typeStrictDNS, typeLogicalDNS:
@@ -95,9 +100,10 @@ func newCluster(cfg *config.Config, i int, cc *config.Cluster, log *slog.Logger,
 	if c.protocol == "" {
 		c.protocol = "http1"
 	}
-	if c.lbPolicy != "round_robin" && c.lbPolicy != "" {
-		log.Warn("lb_policy is not implemented yet; using round_robin", "cluster", c.Name, "lb_policy", c.lbPolicy)
+	if _, err := parsePolicy(c.lbPolicy); err != nil {
+		errs = append(errs, cfg.Errorf(cc.KeyPos("lb_policy"), path+".lb_policy", "%v", err))
 	}
+	c.hash = newHashPolicies(cc.HashPolicy)
 	if c.refresh <= 0 {
 		c.refresh = config.DefaultDNSRefreshRate
 	}
@@ -165,12 +171,16 @@ func (s *Set) Cluster(i int) *Cluster { return s.clusters[i] }
 // modified.
 func (s *Set) Clusters() []*Cluster { return s.clusters }
 
-// Start resolves every DNS cluster once (the warm-up, concurrently, each
-// bounded by 5s and ctx), then starts one refresh loop per DNS cluster that
-// runs until ctx ends or Close. A non-nil error lists the clusters whose
-// first resolution failed; they stay without hosts until a refresh
-// succeeds, and their loops run regardless, so a caller may log the error
-// and go on. Start may be called once.
+// Start warms the clusters up, concurrently: it resolves every DNS
+// cluster once (each bounded by 5s and ctx), then starts the health
+// checkers of clusters with health_check and waits for their first round
+// of checks (each bounded by the check timeout). Then it starts one
+// refresh loop per DNS cluster and one outlier-detection sweep per cluster
+// with outlier_detection; they, and the health checkers, run until ctx
+// ends or Close. A non-nil error lists the clusters whose first resolution
+// failed; they stay without hosts until a refresh succeeds, and their
+// loops run regardless, so a caller may log the error and go on. Start may
+// be called once.
 func (s *Set) Start(ctx context.Context) error {
 	s.mu.Lock()
 	if s.started || s.closed {
@@ -188,14 +198,19 @@ func (s *Set) Start(ctx context.Context) error {
 		errs []error
 	)
 	for _, c := range s.clusters {
-		if c.typ == typeStatic {
-			continue
-		}
 		wg.Go(func() {
-			if err := c.resolve(loopCtx); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
-				mu.Unlock()
+			if c.typ != typeStatic {
+				if err := c.resolve(loopCtx); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
+					mu.Unlock()
+				}
+			}
+			// Health checking starts with the warm-up, and its first
+			// round (each check bounded by the timeout) completes before
+			// Start returns, so that traffic starts with real host states.
+			if firsts := c.startHealth(loopCtx); len(firsts) > 0 {
+				waitFirstChecks(loopCtx, firsts, c.health.timeout+time.Second)
 			}
 		})
 	}
@@ -207,6 +222,9 @@ func (s *Set) Start(ctx context.Context) error {
 			if c.typ != typeStatic {
 				s.loops.Go(func() { c.refreshLoop(loopCtx) })
 			}
+			if c.outlier != nil {
+				s.loops.Go(func() { c.outlierLoop(loopCtx) })
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -216,7 +234,8 @@ func (s *Set) Start(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close stops the DNS loops and takes every host out of service. Requests
+// Close stops the DNS loops, health checkers and outlier sweeps (waiting
+// for them to end) and takes every host out of service. Requests
 // in flight finish; each host's pool closes when its last one ends. Pick
 // returns ErrNoHealthyEndpoint afterwards.
 func (s *Set) Close() {
@@ -233,6 +252,11 @@ func (s *Set) Close() {
 	}
 	s.loops.Wait()
 	s.closeClusters()
+	for _, c := range s.clusters {
+		if c.health != nil {
+			c.health.wg.Wait()
+		}
+	}
 }
 
 func (s *Set) closeClusters() {

@@ -152,6 +152,7 @@ func (c *conn) close() {
 	}
 	c.nc.Close()
 	c.p.open.Add(-1)
+	c.p.unhold()
 	if c.p.onClose != nil {
 		c.p.onClose()
 	}

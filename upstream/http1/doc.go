@@ -110,11 +110,25 @@
 //
 // Every error RoundTrip returns, and every failed Body read, is an *Error
 // whose Kind (ConnectFailure, Reset, Timeout, Canceled, Protocol,
-// RequestBody) and Sent flag let the caller choose retries and status codes.
+// RequestBody, Overflow) and Sent flag let the caller choose retries and
+// status codes.
+//
+// # Connection limit
+//
+// Options.Limit (package upstream's circuit breaker) bounds the
+// connections of several pools together. A request that finds no idle
+// connection dials only if the limit has room; otherwise it becomes one of
+// the limit's pending requests and waits, in FIFO order per pool, for a
+// connection of its pool to be released to it (handed over without
+// passing through the idle stack) or for room freed anywhere in the group
+// (then it dials), until its context ends (Timeout or Canceled). When the
+// pending queue is full it fails at once with Kind Overflow. A pool with
+// no connection at all always dials one, over the limit if need be, so
+// that its requests never wait behind other pools' connections. Without a
+// Limit nothing is bounded and nothing changes on the request path.
 //
 // # Non-goals
 //
 // Pipelining, CONNECT, HTTP/1.0 requests, transfer codings other than
-// chunked, decompression, proxies, cookies, redirects, and limits on the
-// number of connections (the circuit breaker above the pool does that).
+// chunked, decompression, proxies, cookies and redirects.
 package http1

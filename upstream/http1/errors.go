@@ -42,6 +42,10 @@ const (
 	// match the request's ContentLength. The downstream side is at fault,
 	// not the upstream: do not count it against upstream health.
 	RequestBody
+	// Overflow means the request needed a new connection, Options.Limit
+	// allowed none, and its queue of waiting requests was full
+	// (ErrPendingOverflow). Nothing was sent; the upstream is not at fault.
+	Overflow
 )
 
 // String returns the kind's name in lower case, e.g. "connect failure".
@@ -59,6 +63,8 @@ func (k Kind) String() string {
 		return "protocol error"
 	case RequestBody:
 		return "request body"
+	case Overflow:
+		return "overflow"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -86,6 +92,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // ErrClosed is returned (as the Err of a ConnectFailure) by RoundTrip on a
 // closed Pool.
 var ErrClosed = errors.New("pool closed")
+
+// ErrPendingOverflow is the Err of the Overflow error RoundTrip returns when
+// Options.Limit refuses both a new connection and a place in its queue.
+var ErrPendingOverflow = errors.New("too many requests waiting for a connection")
+
+// ErrPendingWait is wrapped (with the context's error) by the Timeout or
+// Canceled error of a request whose context ended while it waited for a
+// connection under Options.Limit: nothing reached the upstream, and the
+// wait is the limit's doing, not the upstream's.
+var ErrPendingWait = errors.New("request still waiting for a connection")
+
+// errOverflow is returned as is (no allocation on the overload path).
+var errOverflow = &Error{Kind: Overflow, Err: ErrPendingOverflow}
 
 // protocolError is a parse or validation failure; it maps to Kind Protocol.
 type protocolError struct{ msg string }

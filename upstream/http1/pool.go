@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,6 +68,11 @@ type Options struct {
 	// check of idle connections needs the socket: return a syscall.Conn
 	// (such as *net.TCPConn) or a wrapper with a NetConn() net.Conn method.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	// Limit, if not nil, bounds this pool's connections together with
+	// other pools' and queues the requests that find none free (see
+	// Limit). Nil means no bound.
+	Limit Limit
 }
 
 // Pool is a pool of HTTP/1.1 connections to one upstream endpoint. It is
@@ -84,8 +90,10 @@ type Pool struct {
 	onConnectFail   func()
 	dial            func(ctx context.Context, network, addr string) (net.Conn, error)
 	dialer          net.Dialer
+	limit           Limit
 
 	open     atomic.Int64 // established and not yet closed
+	held     atomic.Int64 // being dialed or open: room taken from limit
 	nidle    atomic.Int64 // len(idle)
 	isClosed atomic.Bool  // fast-path copy of closed
 
@@ -94,6 +102,7 @@ type Pool struct {
 	closed     bool
 	sweep      *time.Timer // closes expired idle connections when traffic stops
 	sweepArmed bool
+	waiters    []*waiter // requests waiting for a connection (with a limit), oldest first
 
 	rts sync.Pool // *roundTrip
 }
@@ -112,6 +121,7 @@ func NewPool(o Options) *Pool {
 		onClose:         o.OnConnClose,
 		onConnectFail:   o.OnConnectFail,
 		dial:            o.Dial,
+		limit:           o.Limit,
 	}
 	if p.maxHeaderBytes <= 0 {
 		p.maxHeaderBytes = DefaultMaxHeaderBytes
@@ -224,7 +234,12 @@ func (p *Pool) Close() {
 		p.sweep.Stop()
 		p.sweepArmed = false
 	}
+	waiters := p.waiters
+	p.waiters = nil
 	p.mu.Unlock()
+	for _, w := range waiters {
+		w.ch <- nil
+	}
 	p.CloseIdle()
 }
 
@@ -240,21 +255,37 @@ func (p *Pool) Stats() (active, idle int) {
 }
 
 // conn returns a live idle connection (most recent first) or dials a new
-// one; fresh forces a new one.
+// one; fresh forces a new one unless Options.Limit makes the request wait
+// for a released connection.
 func (p *Pool) conn(ctx context.Context, fresh bool) (*conn, *Error) {
-	if !fresh {
-		for {
-			c := p.popIdle()
-			if c == nil {
-				break
+	for {
+		if !fresh {
+			for {
+				c := p.popIdle()
+				if c == nil {
+					break
+				}
+				if c.alive() {
+					return c, nil
+				}
+				c.close()
 			}
-			if c.alive() {
-				return c, nil
-			}
-			c.close()
 		}
+		if p.limit == nil {
+			p.held.Add(1)
+			return p.dialConn(ctx)
+		}
+		c, dial, e := p.limitedConn(ctx)
+		switch {
+		case e != nil:
+			return nil, e
+		case dial:
+			return p.dialConn(ctx)
+		case c.alive():
+			return c, nil
+		}
+		c.close()
 	}
-	return p.dialConn(ctx)
 }
 
 // popIdle takes the most recently used idle connection, or returns nil. If
@@ -292,6 +323,15 @@ func (p *Pool) putIdle(c *conn) {
 	var buf [4]*conn
 	victims := buf[:0]
 	p.mu.Lock()
+	if len(p.waiters) > 0 && !p.closed {
+		// A request is waiting for a connection (Options.Limit): hand c
+		// over instead of parking it.
+		w := p.waiters[0]
+		p.waiters = slices.Delete(p.waiters, 0, 1)
+		p.mu.Unlock()
+		w.ch <- c
+		return
+	}
 	if p.closed || p.maxIdle <= 0 {
 		p.mu.Unlock()
 		c.close()
@@ -376,8 +416,27 @@ func (p *Pool) release(c *conn, reusable bool) {
 	c.close()
 }
 
-// dialConn dials and, with TLS, handshakes a new connection.
+// dialConn dials and, with TLS, handshakes a new connection. The caller
+// has counted it in p.held (and taken room from p.limit); a failure gives
+// that back.
 func (p *Pool) dialConn(ctx context.Context) (*conn, *Error) {
+	c, e := p.dialHeld(ctx)
+	if e != nil {
+		p.unhold()
+	}
+	return c, e
+}
+
+// unhold gives back the room of a connection that closed or was never
+// made.
+func (p *Pool) unhold() {
+	p.held.Add(-1)
+	if p.limit != nil {
+		p.limit.Closed()
+	}
+}
+
+func (p *Pool) dialHeld(ctx context.Context) (*conn, *Error) {
 	if p.isClosed.Load() {
 		return nil, &Error{Kind: ConnectFailure, Err: ErrClosed}
 	}

@@ -62,11 +62,19 @@
 //     "trailers"). :scheme is the upstream connection's (https over TLS,
 //     http for h2c), :authority is Request.Authority.
 //
+// Options.Limit (package upstream's max_connections circuit breaker)
+// bounds connections across several pools: a dial beyond
+// ConnectionsPerHost's first connection needs room in it, and without room
+// the request shares the connections the pool has (streams multiplex, so
+// no request waits for the limit and none overflows). A pool with no
+// connection always dials one.
+//
 // # Non-goals
 //
 // Retries (other than resending a request a connection refused before
-// sending any of it), load balancing across endpoints, circuit breaking and
-// health checking belong to package upstream. Server push, extended
+// sending any of it), load balancing across endpoints, circuit breaking
+// (other than honouring Options.Limit) and health checking belong to
+// package upstream. Server push, extended
 // CONNECT (WebSocket over HTTP/2) and HTTP/1.1 Upgrade are not supported.
 // Header field order is not preserved upstream: x/net encodes from a map.
 package http2

@@ -56,6 +56,28 @@ type Options struct {
 	// Dial opens the TCP connection; nil means a net.Dialer. The context
 	// carries the connect timeout.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Limit, if not nil, bounds this pool's connections together with
+	// other pools' (package upstream's max_connections circuit breaker).
+	// Nil means only ConnectionsPerHost bounds them.
+	Limit Limit
+}
+
+// Limit bounds the connections of a group of pools together. A pool dials
+// an additional connection only if TryOpen allows it; otherwise its
+// requests share the connections it has (streams multiplex, so nothing
+// waits for the limit). A pool with no connection, live or being dialed,
+// always dials one (ForceOpen), as Envoy does. Each reserved room is given
+// back with Closed exactly once: when the dial fails or the connection's
+// socket closes. The methods are called with the pool's lock held: they
+// must be quick and must not call the pool.
+type Limit interface {
+	// TryOpen reserves room for one more connection and reports whether
+	// the group was below its limit.
+	TryOpen() bool
+	// ForceOpen reserves room for one connection beyond the limit.
+	ForceOpen()
+	// Closed gives back the room of a connection.
+	Closed()
 }
 
 // Pool is a set of HTTP/2 connections to one upstream endpoint. It is safe
@@ -260,7 +282,7 @@ func (p *Pool) pickOrDial() (*conn, *pendingDial, error) {
 		return nil, nil, &Error{Kind: ConnectFailure, Err: ErrClosed}
 	}
 	c, n, active := p.least()
-	if n+len(p.pending) < p.max && (c == nil || active > 0) {
+	if n+len(p.pending) < p.max && (c == nil || active > 0) && p.room(n+len(p.pending) == 0) {
 		d := &pendingDial{done: make(chan struct{})}
 		p.pending = append(p.pending, d)
 		p.dialing.Store(int32(len(p.pending)))
@@ -279,6 +301,19 @@ func (p *Pool) pickOrDial() (*conn, *pendingDial, error) {
 	// unless dials already filled the limit.
 	d.waiters++
 	return nil, d, nil
+}
+
+// room reserves room in the limit for a new connection; empty says the
+// pool has none, which it always gets. p.mu must be held.
+func (p *Pool) room(empty bool) bool {
+	switch {
+	case p.o.Limit == nil || p.o.Limit.TryOpen():
+		return true
+	case empty:
+		p.o.Limit.ForceOpen()
+		return true
+	}
+	return false
 }
 
 // reserve counts a stream on c and reserves it in x/net. If c no longer
@@ -327,6 +362,8 @@ func (p *Pool) dial(d *pendingDial) {
 	}
 	if err == nil {
 		d.c = c
+	} else if p.o.Limit != nil {
+		p.o.Limit.Closed()
 	}
 	d.err = err
 	p.mu.Unlock()
@@ -382,6 +419,9 @@ func (p *Pool) closedConn(c *conn) {
 	if !c.retired {
 		c.retired = true
 		p.removeLive(c)
+	}
+	if p.o.Limit != nil {
+		p.o.Limit.Closed()
 	}
 	if p.o.OnConnClose != nil {
 		p.o.OnConnClose()
