@@ -21,12 +21,12 @@ import (
 // already removed every x-edge-* header from external ones) and removed
 // before the request goes upstream.
 const (
-	hdrRetryOn          = "x-edge-retry-on"
-	hdrMaxRetries       = "x-edge-max-retries"
-	hdrRqTimeoutMs      = "x-edge-upstream-rq-timeout-ms"
-	hdrPerTryTimeoutMs  = "x-edge-upstream-rq-per-try-timeout-ms"
-	hdrAttemptCount     = "x-edge-attempt-count"
-	hdrOverloaded       = "x-edge-overloaded"
+	hdrRetryOn         = "x-edge-retry-on"
+	hdrMaxRetries      = "x-edge-max-retries"
+	hdrRqTimeoutMs     = "x-edge-upstream-rq-timeout-ms"
+	hdrPerTryTimeoutMs = "x-edge-upstream-rq-per-try-timeout-ms"
+	hdrAttemptCount    = "x-edge-attempt-count"
+	hdrOverloaded      = "x-edge-overloaded"
 	// maxTried is how many tried hosts a request remembers to avoid them.
 	maxTried = 8
 )
