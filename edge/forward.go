@@ -115,7 +115,7 @@ func statusClass(code int) int {
 // route applies the header policy and the route table and dispatches.
 func (x *exchange) route(ctx context.Context) {
 	req, l := x.req, x.l
-	fw := sanitize(req, l.trustedHops)
+	fw := sanitize(req, l.trustedHops, l.peerMustVerify)
 	upgrade := req.ProtoMajor == 1 && isUpgradeRequest(&req.Header)
 	removeHopByHop(&req.Header, upgrade)
 	req.Header.Del("expect") // the body is sent at once; net/http answers 100-continue itself

@@ -1,12 +1,14 @@
 package edge
 
 import (
+	"crypto/tls"
 	"encoding/hex"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 
 	"github.com/edgeproxy/edge/edge/message"
+	edgetls "github.com/edgeproxy/edge/tls"
 )
 
 // Header names edge reads or writes on every request, lower case.
@@ -130,10 +132,21 @@ type forwarding struct {
 // manager does with use_remote_address: true. It appends the peer to
 // X-Forwarded-For, classifies the request as internal or external, strips
 // x-edge-* from external ones, sets X-Forwarded-Proto and x-request-id.
-func sanitize(req *message.Request, trustedHops int) forwarding {
+//
+// On a listener that verifies client certificates (peerMustVerify), only
+// a peer that presented a verified, allowed certificate is a trusted hop:
+// anyone else gets xff_trusted_hops 0 and loses its
+// x-forwarded-client-cert, so a client talking to a data-centre proxy
+// directly cannot spoof the user's address or identity.
+func sanitize(req *message.Request, trustedHops int, peerMustVerify bool) forwarding {
 	h := &req.Header
 	peer := req.RemoteAddr.Addr().Unmap()
 	var fw forwarding
+	verified := req.TLSState != nil && len(req.TLSState.VerifiedChains) > 0
+	if peerMustVerify && !verified {
+		trustedHops = 0
+	}
+	setClientCert(h, req.TLSState, verified)
 
 	// X-Forwarded-For: join repeated fields, find the trusted client, append the peer.
 	xff := ""
@@ -238,4 +251,60 @@ func newRequestID() string {
 	s[23] = '-'
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
+}
+
+const hdrXFCC = "x-forwarded-client-cert"
+
+// setClientCert applies Envoy's x-forwarded-client-cert policy: an
+// incoming value survives only from a peer whose certificate edge verified
+// (a proxy in front of edge); that peer's own identity is appended. From
+// anyone else the header is removed.
+func setClientCert(h *message.Header, cs *tls.ConnectionState, verified bool) {
+	if !verified {
+		h.Del(hdrXFCC)
+		return
+	}
+	prev := ""
+	for _, f := range h.Fields() {
+		if f.Name == hdrXFCC {
+			if prev != "" {
+				prev += ","
+			}
+			prev += f.Value
+		}
+	}
+	elem := xfccElement(cs)
+	if prev != "" {
+		elem = prev + "," + elem
+	}
+	h.Set(hdrXFCC, elem)
+}
+
+// xfccElement describes the verified peer certificate in Envoy's XFCC
+// format: Hash (SHA-256 of the DER, hex), Subject, and every URI and DNS SAN.
+func xfccElement(cs *tls.ConnectionState) string {
+	hash, subject, uris, dns := edgetls.PeerIdentity(cs)
+	var b strings.Builder
+	b.WriteString("Hash=")
+	b.WriteString(hash)
+	b.WriteString(`;Subject="`)
+	b.WriteString(strings.ReplaceAll(strings.ReplaceAll(subject, `\`, `\\`), `"`, `\"`))
+	b.WriteByte('"')
+	for _, u := range uris {
+		b.WriteString(";URI=")
+		b.WriteString(xfccValue(u))
+	}
+	for _, d := range dns {
+		b.WriteString(";DNS=")
+		b.WriteString(xfccValue(d))
+	}
+	return b.String()
+}
+
+// xfccValue quotes a value that holds one of XFCC's separators.
+func xfccValue(v string) string {
+	if strings.ContainsAny(v, `,;="`) {
+		return `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
+	}
+	return v
 }

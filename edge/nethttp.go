@@ -75,6 +75,7 @@ func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req.ProtoMajor = r.ProtoMajor
 	req.TLS = r.TLS != nil
+	req.TLSState = r.TLS
 	req.Scheme = "http"
 	if req.TLS {
 		req.Scheme = "https"

@@ -61,12 +61,15 @@ type listenerRuntime struct {
 	table       *router.Table
 	clusters    []*clusterRuntime // indexed as the router's cluster indexes
 	trustedHops int
-	maxHeaders  int
-	tlsConfig   *tls.Config
-	accessLog   *accesslog.Logger
-	logger      *slog.Logger
-	stats       listenerStats
-	down        *downstream // accepted connections (listen.go)
+	// peerMustVerify: the listener verifies client certificates, so only a
+	// verified peer is a trusted hop.
+	peerMustVerify bool
+	maxHeaders     int
+	tlsConfig      *tls.Config
+	accessLog      *accesslog.Logger
+	logger         *slog.Logger
+	stats          listenerStats
+	down           *downstream // accepted connections (listen.go)
 }
 
 type listenerStats struct {
@@ -159,13 +162,14 @@ func (s *Server) compile() error {
 		lc := &cfg.Listeners[i]
 		path := fmt.Sprintf("listeners[%d]", i)
 		l := &listenerRuntime{
-			name:        lc.Name,
-			cfg:         lc,
-			table:       tables[lc.RouteConfig],
-			clusters:    clusters,
-			trustedHops: lc.XFFTrustedHops,
-			maxHeaders:  lc.Limits.MaxRequestHeaders,
-			logger:      s.logger,
+			name:           lc.Name,
+			cfg:            lc,
+			table:          tables[lc.RouteConfig],
+			clusters:       clusters,
+			trustedHops:    lc.XFFTrustedHops,
+			peerMustVerify: lc.TLS != nil && lc.TLS.ClientAuth != nil && lc.TLS.ClientAuth.Mode != "none",
+			maxHeaders:     lc.Limits.MaxRequestHeaders,
+			logger:         s.logger,
 		}
 		if lc.TLS != nil {
 			tc, err := edgetls.ServerConfig(cfg, path+".tls", lc.TLS, alpn(lc.Protocols))

@@ -13,6 +13,7 @@
 package message
 
 import (
+	"crypto/tls"
 	"io"
 	"net/netip"
 	"time"
@@ -160,6 +161,9 @@ type Request struct {
 	RemoteAddr netip.AddrPort
 	// TLS reports whether the downstream connection is encrypted.
 	TLS bool
+	// TLSState is the downstream TLS connection's state, or nil. A
+	// verified client certificate shows as non-empty VerifiedChains.
+	TLSState *tls.ConnectionState
 	// Deadline, if not zero, bounds the upstream exchange, response body
 	// included, as a context deadline would, without the cost of creating
 	// a context per request. The pools honour the earlier of it and the
