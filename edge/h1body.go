@@ -11,7 +11,8 @@ import (
 // h1body is an HTTP/1.1 request body: content-length or chunked, read
 // from the connection's reader. The core may read it on another goroutine
 // (the HTTP/2 upstream client does), so a read racing the end of the
-// request is detected with an atomic state rather than a lock.
+// request is detected with an atomic state rather than a lock, and reads
+// after the end fail.
 type h1body struct {
 	c       *h1conn
 	state   atomic.Int32 // bodyReading, bodyClosed bits
@@ -31,11 +32,6 @@ const (
 )
 
 var errBodyClosed = errors.New("edge: request body read after the request ended")
-
-func (b *h1body) reset(c *h1conn, chunked bool, n int64) {
-	b.c, b.chunked, b.n = c, chunked, n
-	b.done = !chunked && n == 0
-}
 
 // Read reads the body. The first read sends "100 Continue" if the client
 // asked for it.

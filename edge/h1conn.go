@@ -69,23 +69,23 @@ var continueLine = []byte("HTTP/1.1 100 Continue\r\n\r\n")
 // h1conn is one HTTP/1.1 client connection. It is pooled; everything in it
 // is reset between connections, and the per-request part between requests.
 type h1conn struct {
-	d      *downstream
-	dc     *downConn
-	conn   net.Conn // the socket, or the *tls.Conn over it
-	tls    bool
-	remote netip.AddrPort
-	ctx    context.Context
-	cancel context.CancelFunc
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	src    connSource // what br reads from
+	d        *downstream
+	dc       *downConn
+	conn     net.Conn             // the socket, or the *tls.Conn over it
+	tlsState *tls.ConnectionState // nil for cleartext
+	remote   netip.AddrPort
+	ctx      context.Context // every request's: canceled when c ends or the drain time runs out
+	cancel   context.CancelFunc
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	src      connSource // what br reads from
 
 	// The request being served.
 	req   message.Request
 	head  h1Head
 	hdr   []byte // the request head (then trailers) as read
 	spans []fieldSpan
-	body  h1body
+	body  *h1body // nil: no body
 
 	// The response being written.
 	cont        atomic.Int32 // 100-continue state
@@ -100,7 +100,7 @@ type h1conn struct {
 }
 
 // connSource is the reader under br: the connection, after one byte read
-// while the buffers were released (see waitIdle).
+// while the buffers were released (see waitRequest).
 type connSource struct {
 	c       net.Conn
 	pending [1]byte
@@ -116,12 +116,14 @@ func (s *connSource) Read(p []byte) (int, error) {
 	return s.c.Read(p)
 }
 
-// serveHTTP1 runs the HTTP/1.1 loop on conn (the socket or a TLS
-// connection over it), or hands the connection to HTTP/2 if it starts
-// with the HTTP/2 preface on a cleartext listener that offers h2c.
-func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, isTLS bool) {
+// serveHTTP1 runs the HTTP/1.1 loop on conn: the socket, or a TLS
+// connection over it whose handshake state is tlsState. A cleartext
+// connection that starts with the HTTP/2 preface, on a listener that
+// offers h2c, goes to HTTP/2 instead.
+func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, tlsState *tls.ConnectionState) {
 	c := h1ConnPool.Get().(*h1conn)
-	c.d, c.dc, c.conn, c.tls = d, dc, conn, isTLS
+	c.d, c.dc, c.conn, c.tlsState = d, dc, conn, tlsState
+	isTLS := tlsState != nil
 	if ta, ok := dc.raw.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = ta.AddrPort()
 	}
@@ -129,24 +131,27 @@ func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, isTLS bool) {
 	c.getBuffers()
 	c.clLeft = -1
 	c.ctx, c.cancel = context.WithCancel(d.ctx)
-	defer c.release()
 
 	if !isTLS && d.h2 != nil {
 		h2, err := c.sniffPreface()
 		if err != nil {
+			c.release()
 			return
 		}
 		if h2 {
+			// HTTP/2 keeps neither c nor its buffers: what was read
+			// is handed over in a slice of its own.
 			buf := make([]byte, c.br.Buffered())
 			c.br.Read(buf)
+			c.release()
 			d.serveHTTP2(dc, &replayConn{Conn: conn, buf: buf})
 			return
 		}
 	}
-	if !d.http1 {
-		return
+	defer c.release()
+	if d.http1 {
+		c.serve()
 	}
-	c.serve()
 }
 
 // sniffPreface reports whether the connection starts with the HTTP/2
@@ -232,18 +237,22 @@ func (c *h1conn) serve() {
 			return
 		}
 		keep := c.finishResponse(aborted)
-		if c.body.close() {
-			// The upstream client still reads the body on another
-			// goroutine: end the connection under it. If that read does
-			// not return, c stays out of the pool.
-			c.dc.raw.Close()
-			c.lost = !c.body.waitClosed()
-			return
+		unread := false
+		if b := c.body; b != nil {
+			if b.close() {
+				// The upstream client still reads the body on another
+				// goroutine: end the connection under it. If that read
+				// does not return, c stays out of the pool.
+				c.dc.raw.Close()
+				c.lost = !b.waitClosed()
+				return
+			}
+			if keep {
+				keep = b.discardRest(c)
+			}
+			unread = !b.done
 		}
-		if keep {
-			keep = c.body.discardRest(c)
-		}
-		unread := !c.body.done || c.br.Buffered() > 0
+		unread = unread || c.br.Buffered() > 0
 		c.resetRequest()
 		if !keep {
 			if unread {
@@ -315,7 +324,7 @@ func isTimeout(err error) bool {
 // resetRequest clears the per-request state for the next request.
 func (c *h1conn) resetRequest() {
 	c.req.Reset()
-	c.body = h1body{}
+	c.body = nil
 	c.cont.Store(contNone)
 	c.wroteHeader, c.chunked, c.noBody, c.closeAfter, c.trailers = false, false, false, false, false
 	c.clLeft = -1

@@ -899,3 +899,34 @@ func TestH1BodyStillReadWhenResponseEnds(t *testing.T) {
 		t.Error("connection kept while the body was still being read")
 	}
 }
+
+func TestH1ClientCertificateReachesHeaderPolicy(t *testing.T) {
+	// HTTP/1.1 over mutual TLS: the verified client certificate becomes
+	// x-forwarded-client-cert, as on HTTP/2.
+	ca := newTestCA(t)
+	crt, key := ca.issue(t, "edge", "127.0.0.1")
+	clientCrt, clientKey := ca.issue(t, "client", "pop.edge.internal")
+	up := newUpstream(t, http.HandlerFunc(h1EchoHandler))
+	cfg := strings.Replace(tlsConfig, "        - {cert_file: API_CRT, key_file: API_KEY}\n",
+		"      client_auth: {mode: require, ca_file: CAFILE}\n", 1)
+	s := startEdge(t, cfg, "DEFAULT_CRT", crt, "DEFAULT_KEY", key, "CAFILE", ca.file(), "UPSTREAM", up.hostPort())
+	cert, err := tls.LoadX509KeyPair(clientCrt, clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{cert}},
+		TLSNextProto:    map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
+	}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + s.Addr("public").String() + "/mtls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e h1Echo
+	json.NewDecoder(resp.Body).Decode(&e)
+	resp.Body.Close()
+	if resp.ProtoMajor != 1 || !strings.Contains(e.Header.Get("X-Forwarded-Client-Cert"), "DNS=pop.edge.internal") {
+		t.Errorf("HTTP/%d: upstream saw x-forwarded-client-cert %q, want the client's DNS SAN", resp.ProtoMajor, e.Header.Get("X-Forwarded-Client-Cert"))
+	}
+}

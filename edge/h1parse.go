@@ -554,25 +554,27 @@ func (c *h1conn) buildRequest() {
 	}
 	req.ProtoMajor = 1
 	req.Scheme = "http"
-	if c.tls {
+	if c.tlsState != nil {
 		req.Scheme = "https"
+		req.TLS = true
+		req.TLSState = c.tlsState
 	}
-	req.TLS = c.tls
 	req.RemoteAddr = c.remote
 	for _, sp := range c.spans {
 		req.Header.Add(s[sp.ns:sp.ne], s[sp.vs:sp.ve])
 	}
+	// A body is its own object, not part of c: a reader that outlives the
+	// request (x/net's HTTP/2 body writer) then finds it closed rather
+	// than reading the next request's body.
 	switch {
 	case h.teFields > 0:
 		req.ContentLength = -1
-		c.body.reset(c, true, 0)
-		req.Body = &c.body
+		c.body = &h1body{c: c, chunked: true}
+		req.Body = c.body
 	case h.contentLength > 0:
 		req.ContentLength = h.contentLength
-		c.body.reset(c, false, h.contentLength)
-		req.Body = &c.body
-	default:
-		c.body.reset(c, false, 0)
+		c.body = &h1body{c: c, n: h.contentLength}
+		req.Body = c.body
 	}
 }
 

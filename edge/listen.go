@@ -162,7 +162,7 @@ func (d *downstream) serveConn(raw net.Conn) {
 		// The first request head (or the HTTP/2 preface) must arrive
 		// within timeouts.request_headers of the accept.
 		raw.SetReadDeadline(time.Now().Add(d.headTimeout))
-		d.serveHTTP1(dc, raw, false)
+		d.serveHTTP1(dc, raw, nil)
 		return
 	}
 	tc := tls.Server(raw, l.tlsConfig)
@@ -177,14 +177,15 @@ func (d *downstream) serveConn(raw net.Conn) {
 		l.logger.Debug("tls handshake failed", "listener", l.name, "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
-	switch proto := tc.ConnectionState().NegotiatedProtocol; {
+	st := tc.ConnectionState()
+	switch proto := st.NegotiatedProtocol; {
 	case proto == http2.NextProtoTLS && d.h2 != nil:
 		raw.SetDeadline(time.Time{})
 		d.serveHTTP2(dc, tc)
 	case d.http1 && (proto == "" || proto == "http/1.1"):
 		raw.SetWriteDeadline(time.Time{})
 		raw.SetReadDeadline(time.Now().Add(d.headTimeout))
-		d.serveHTTP1(dc, tc, true)
+		d.serveHTTP1(dc, tc, &st)
 	}
 }
 
