@@ -174,10 +174,15 @@ func (d *downstream) serveConn(raw net.Conn) {
 			io.WriteString(rhe.Conn, "HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"+
 				"connection: close\r\n\r\nclient sent an HTTP request to an HTTPS server\n")
 		}
+		l.stats.tlsHandshakeError.Inc()
 		l.logger.Debug("tls handshake failed", "listener", l.name, "remote", raw.RemoteAddr().String(), "err", err)
 		return
 	}
 	st := tc.ConnectionState()
+	l.stats.tlsHandshake.Inc()
+	if st.DidResume {
+		l.stats.tlsSessionReused.Inc()
+	}
 	switch proto := st.NegotiatedProtocol; {
 	case proto == http2.NextProtoTLS && d.h2 != nil:
 		raw.SetDeadline(time.Time{})

@@ -75,9 +75,11 @@ type listenerRuntime struct {
 type listenerStats struct {
 	cxTotal  stats.Counter
 	cxActive stats.Gauge
-	rqTotal  stats.Counter
-	rqActive stats.Gauge
-	rqClass  [5]stats.Counter // 1xx..5xx
+	// TLS handshakes completed (resumed ones included), resumed, and failed.
+	tlsHandshake, tlsSessionReused, tlsHandshakeError stats.Counter
+	rqTotal                                           stats.Counter
+	rqActive                                          stats.Gauge
+	rqClass                                           [5]stats.Counter // 1xx..5xx
 }
 
 // New compiles cfg into a Server without opening any socket. Errors are
@@ -188,6 +190,11 @@ func (s *Server) compile() error {
 		lbl := stats.Label{Name: "listener", Value: lc.Name}
 		l.stats.cxTotal = s.stats.Counter("edge_listener_downstream_cx_total", "Downstream connections accepted.", lbl)
 		l.stats.cxActive = s.stats.Gauge("edge_listener_downstream_cx_active", "Downstream connections open.", lbl)
+		if lc.TLS != nil {
+			l.stats.tlsHandshake = s.stats.Counter("edge_listener_downstream_tls_handshake_total", "TLS handshakes completed, resumed ones included.", lbl)
+			l.stats.tlsSessionReused = s.stats.Counter("edge_listener_downstream_tls_session_reused", "TLS handshakes that resumed a session.", lbl)
+			l.stats.tlsHandshakeError = s.stats.Counter("edge_listener_downstream_tls_handshake_error", "TLS handshakes that failed.", lbl)
+		}
 		l.stats.rqTotal = s.stats.Counter("edge_http_downstream_rq_total", "Downstream requests.", lbl)
 		l.stats.rqActive = s.stats.Gauge("edge_http_downstream_rq_active", "Downstream requests in progress.", lbl)
 		for k := range l.stats.rqClass {

@@ -244,9 +244,12 @@ func TestDoubleProxy(t *testing.T) {
 		t.Errorf("POP opened %s connections to the data centre, want at most 2 (connections_per_host x 1 host)", cx)
 	}
 	t.Logf("%d users x %d requests through both hops: p50 %v, p99 %v; POP->DC connections: %s", users, each, p50, p99, cx)
-	t.Logf("TLS handshakes: POP %s, DC %s",
-		pop.stat(t, "edge_listener_downstream_tls_handshake_total.listener=users"),
-		dc.stat(t, "edge_listener_downstream_tls_handshake_total.listener=pops"))
+	popHS := pop.stat(t, "edge_listener_downstream_tls_handshake_total.listener=users")
+	dcHS := dc.stat(t, "edge_listener_downstream_tls_handshake_total.listener=pops")
+	t.Logf("TLS handshakes: POP %s, DC %s", popHS, dcHS)
+	if popHS != fmt.Sprint(users) || dcHS != cx {
+		t.Errorf("TLS handshakes: POP %s (want %d, one per user), DC %s (want %s, one per POP connection)", popHS, users, dcHS, cx)
+	}
 
 	// A client talking to the data centre directly is refused without a
 	// valid POP certificate, with one from another CA, and spoofing
