@@ -118,7 +118,7 @@ func (x *exchange) route(ctx context.Context) {
 	fw := sanitize(req, l.trustedHops, l.peerMustVerify)
 	upgrade := req.ProtoMajor == 1 && isUpgradeRequest(&req.Header)
 	removeHopByHop(&req.Header, upgrade)
-	req.Header.Del("expect") // the body is sent at once; net/http answers 100-continue itself
+	req.Header.Del("expect") // the body is sent at once; the downstream codec answers 100-continue when the body is first read
 
 	vh, rt := l.table.Match(req.Authority, req.Path, &req.Header)
 	if vh == nil || rt == nil {
@@ -231,7 +231,7 @@ func (x *exchange) forward(ctx context.Context, vh *router.VirtualHost, rt *rout
 
 func (x *exchange) informational(status int, h *message.Header) {
 	if status == 100 {
-		return // net/http sends its own 100 Continue when the body is read
+		return // the codec sends its own 100 Continue when the body is first read
 	}
 	x.rw.informational(status, h)
 }
