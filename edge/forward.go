@@ -187,6 +187,11 @@ func (x *exchange) errorReplyKeep(status int, msg string) {
 }
 
 func (x *exchange) writeHeader(status int, contentLength int64) {
+	if x.l.altSvc != "" && x.req.ProtoMajor < 3 {
+		// The listener also serves HTTP/3: say so on every HTTP/1.1 and
+		// HTTP/2 response (forwarded, local and direct alike).
+		x.respHdr.Add("alt-svc", x.l.altSvc)
+	}
 	x.entry.Status = status
 	x.wroteHeader = true
 	x.rw.writeHeader(status, &x.respHdr, contentLength)

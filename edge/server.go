@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,11 @@ type Options struct {
 	// Listen opens a listening socket; nil means net.Listen. Hot restart
 	// passes a function that returns inherited sockets.
 	Listen func(network, addr string) (net.Listener, error)
+	// ListenPacket opens the UDP socket of a listener that serves HTTP/3
+	// (bound to the TCP listener's host and port); nil means
+	// net.ListenPacket. Hot restart passes a function that returns
+	// inherited sockets. edge closes the socket when it stops.
+	ListenPacket func(network, addr string) (net.PacketConn, error)
 	// Version is reported by the admin API.
 	Version string
 }
@@ -44,6 +50,9 @@ type Server struct {
 	version  string
 	started  time.Time
 	clusters *upstream.Set
+
+	// listenPacket opens HTTP/3 listeners' UDP sockets.
+	listenPacket func(network, addr string) (net.PacketConn, error)
 
 	listeners []*listenerRuntime
 	admin     *adminServer
@@ -70,6 +79,13 @@ type listenerRuntime struct {
 	logger         *slog.Logger
 	stats          listenerStats
 	down           *downstream // accepted connections (listen.go)
+	// h3 serves HTTP/3 on the UDP twin of the TCP socket (http3.go); nil
+	// when the listener does not offer it.
+	h3 *h3server
+	// altSvc is the Alt-Svc field value HTTP/1.1 and HTTP/2 responses
+	// carry when the listener also serves HTTP/3 (h3=":PORT"; ma=86400),
+	// set once the UDP socket is bound, before any request; "" otherwise.
+	altSvc string
 }
 
 type listenerStats struct {
@@ -94,6 +110,7 @@ func New(o Options) (*Server, error) {
 		addrs:   map[string]net.Addr{},
 		ready:   make(chan struct{}),
 	}
+	s.listenPacket = o.ListenPacket
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,6 +119,9 @@ func New(o Options) (*Server, error) {
 	}
 	if s.listen == nil {
 		s.listen = net.Listen
+	}
+	if s.listenPacket == nil {
+		s.listenPacket = net.ListenPacket
 	}
 	if err := s.compile(); err != nil {
 		return nil, err
@@ -202,6 +222,9 @@ func (s *Server) compile() error {
 				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
 		}
 		l.down = newDownstream(l)
+		if l.tlsConfig != nil && slices.Contains(lc.Protocols, "http3") {
+			l.h3 = newH3Server(l)
+		}
 		s.listeners = append(s.listeners, l)
 	}
 	if len(errs) > 0 {
@@ -241,9 +264,13 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 		s.logger.Warn("cluster warm-up incomplete", "err", err)
 	}
 	var lns []net.Listener
+	var h3s []*h3server
 	closeAll := func() {
 		for _, ln := range lns {
 			ln.Close()
+		}
+		for _, h := range h3s {
+			h.close()
 		}
 	}
 	for _, l := range s.listeners {
@@ -254,6 +281,13 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 		}
 		lns = append(lns, ln)
 		s.setAddr(l.name, ln.Addr())
+		if l.h3 != nil {
+			if err := l.h3.listen(s.listenPacket, l.cfg.Address, ln.Addr()); err != nil {
+				closeAll()
+				return fmt.Errorf("listener %q: http3: %w", l.name, err)
+			}
+			h3s = append(h3s, l.h3)
+		}
 	}
 	var adminLn net.Listener
 	if s.admin != nil {
@@ -266,11 +300,15 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 		s.setAddr("admin", ln.Addr())
 	}
 
-	errc := make(chan error, len(lns)+1)
+	errc := make(chan error, len(lns)+len(h3s)+1)
 	for i, l := range s.listeners {
 		l.down.listen(lns[i])
 		go func() { errc <- l.down.serve() }()
 		s.logger.Info("listening", "listener", l.name, "address", lns[i].Addr().String(), "tls", l.tlsConfig != nil, "protocols", l.cfg.Protocols)
+		if l.h3 != nil {
+			go func() { errc <- l.h3.serve() }()
+			s.logger.Info("listening", "listener", l.name, "address", l.h3.pc.LocalAddr().String(), "network", "udp", "protocols", []string{"http3"})
+		}
 	}
 	if adminLn != nil {
 		go func() { errc <- serveErr(s.admin.srv.Serve(adminLn)) }()
@@ -302,7 +340,15 @@ func (s *Server) shutdown(drain time.Duration) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var h3done chan struct{}
+			if l.h3 != nil {
+				h3done = make(chan struct{})
+				go func() { defer close(h3done); l.h3.shutdown(ctx) }()
+			}
 			l.down.shutdown(ctx)
+			if h3done != nil {
+				<-h3done
+			}
 			if l.accessLog != nil {
 				l.accessLog.Close()
 			}

@@ -30,3 +30,23 @@ func ExampleParseFingerprint() {
 	// Output:
 	// df6ff72f <nil>
 }
+
+func ExampleTicketKeys() {
+	// The parent process exports its keys at hot restart...
+	parent, err := edgetls.NewTicketKeys(0, 0) // rotate every 12h, keep 2
+	if err != nil {
+		panic(err)
+	}
+	secret := parent.Export() // pass over the private control socket only
+
+	// ...and the child imports them before building its listeners, so
+	// sessions the parent issued resume on the child.
+	child, _ := edgetls.NewTicketKeys(0, 0)
+	fmt.Println(child.Import(secret))
+	tc := &tls.Config{}
+	child.Apply(tc) // what ServerOptions.TicketKeys does
+	fmt.Println(tc.WrapSession != nil, tc.UnwrapSession != nil)
+	// Output:
+	// <nil>
+	// true true
+}

@@ -76,6 +76,11 @@ type leafOpts struct {
 	uris []string
 	rsa  bool
 	ext  x509.ExtKeyUsage // default: server and client auth
+	ips  []net.IP         // IP SANs
+	ocsp []string         // OCSP responder URLs (AIA)
+	// chain appends the CA certificate to the certificate file, as a
+	// chain with its issuer.
+	chain bool
 }
 
 // issued is a leaf written to <name>.crt and <name>.key.
@@ -114,6 +119,8 @@ func (p *pki) issue(name string, o leafOpts) issued {
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		DNSNames:     o.dns,
+		IPAddresses:  o.ips,
+		OCSPServer:   o.ocsp,
 	}
 	for _, u := range o.uris {
 		pu, err := url.Parse(u)
@@ -131,6 +138,9 @@ func (p *pki) issue(name string, o leafOpts) issued {
 		p.t.Fatal(err)
 	}
 	certPEM := pemBlock("CERTIFICATE", der)
+	if o.chain {
+		certPEM = append(certPEM, pemBlock("CERTIFICATE", p.cert.Raw)...)
+	}
 	keyPEM := pemBlock("PRIVATE KEY", keyDER)
 	p.write(name+".crt", certPEM)
 	p.write(name+".key", keyPEM)

@@ -51,32 +51,79 @@ var curves = []tls.CurveID{
 	tls.CurveP256,
 }
 
-// ServerConfig builds the *tls.Config for a listener's TLS section l (path
-// is its field path, such as "listeners[0].tls", used in errors).
+// ServerOptions are the process-wide parts of a listener's TLS: ACME,
+// session ticket keys, OCSP stapling. The zero value has none of them.
+type ServerOptions struct {
+	// ACME serves the certificates of the listener's tls.acme section
+	// (from NewACME for that section). When nil and the section is set,
+	// ServerConfigWith checks the section and builds an unstarted manager
+	// of its own, so the listener serves its certificate files only.
+	ACME *ACME
+	// TicketKeys encrypts session tickets (nil: Go's per-process keys,
+	// not shared across a hot restart).
+	TicketKeys *TicketKeys
+	// Stapler staples OCSP responses to certificate files that name a
+	// responder (nil: no stapling).
+	Stapler *Stapler
+}
+
+// ServerConfig is ServerConfigWith without options: certificate files,
+// client authentication and Go's own session tickets; an acme section is
+// checked but not served.
+func ServerConfig(cfg *config.Config, path string, l *config.ListenerTLS, nextProtos []string) (*tls.Config, error) {
+	return ServerConfigWith(cfg, path, l, nextProtos, ServerOptions{})
+}
+
+// ServerConfigWith builds the *tls.Config for a listener's TLS section l
+// (path is its field path, such as "listeners[0].tls", used in errors).
 //
-// Every certificate is loaded (paths resolved with cfg.Resolve) and compiled
-// into a Store, which GetCertificate consults (see Store for the SNI rules;
-// the first certificate is the default). MinVersion is l.MinVersion ("1.2"
-// when empty, or "1.3"); TLS 1.2 offers only ECDHE AEAD cipher suites. The
-// caller gives NextProtos (ALPN), e.g. ["h2", "http/1.1"]. Client
-// certificates are verified as l.ClientAuth says: mode "request" verifies
-// one if sent, "require" refuses a handshake without a valid one, both
-// against ca_file; allowed_sans and pinned_sha256, when set, must both be
-// satisfied by the leaf (checked in VerifyConnection, so resumed sessions
-// are checked too). Session tickets use Go's default, automatically
-// rotated keys.
+// Every certificate file is loaded (paths resolved with cfg.Resolve) and
+// compiled into a Store. MinVersion is l.MinVersion ("1.2" when empty, or
+// "1.3"); TLS 1.2 offers only ECDHE AEAD cipher suites. The caller gives
+// NextProtos (ALPN), e.g. ["h2", "http/1.1"]. Client certificates are
+// verified as l.ClientAuth says: mode "request" verifies one if sent,
+// "require" refuses a handshake without a valid one, both against ca_file;
+// allowed_sans and pinned_sha256, when set, must both be satisfied by the
+// leaf (checked in VerifyConnection, so resumed sessions are checked too).
+//
+// Certificate selection, per handshake:
+//
+//  1. A TLS-ALPN-01 validation (SNI set, acme-tls/1 the only protocol
+//     offered) gets, through GetConfigForClient, a separate config that
+//     serves the challenge certificate and negotiates acme-tls/1, with no
+//     client authentication. The listener's own NextProtos are left as
+//     given, so ordinary clients never negotiate acme-tls/1.
+//  2. A certificate file whose names match the SNI (the Store's rules).
+//  3. ACME: a managed domain's certificate once obtained, or, with
+//     on_demand_ask, one obtained on demand for a name the endpoint allows.
+//  4. The default: the first certificate file; without files, the first
+//     managed domain that has a certificate. Without any, the handshake
+//     fails.
+//
+// With opts.TicketKeys, tickets are encrypted with those rotating keys;
+// with opts.Stapler, certificate files with an OCSP responder are served
+// with a staple (ServerConfigWith waits up to two seconds for the first
+// responses).
 //
 // Every problem found is returned, as a config.Errors whose entries name
 // the field (e.g. listeners[0].tls.certificates[1].key_file), the file and
 // what is wrong with it.
-func ServerConfig(cfg *config.Config, path string, l *config.ListenerTLS, nextProtos []string) (*tls.Config, error) {
+func ServerConfigWith(cfg *config.Config, path string, l *config.ListenerTLS, nextProtos []string, opts ServerOptions) (*tls.Config, error) {
 	if l == nil {
 		return nil, cfg.Errorf(config.Pos{}, path, "missing: a TLS listener needs a tls section")
 	}
 	var errs config.Errors
-	if l.ACME != nil {
-		errs = append(errs, cfg.Errorf(l.KeyPos("acme"), path+".acme",
-			"ACME is not supported yet: remove acme and list certificate files under certificates"))
+	m := opts.ACME
+	if l.ACME != nil && m == nil {
+		var err error
+		if m, err = NewACME(cfg, path+".acme", l.ACME, ACMEOptions{}); err != nil {
+			var ce config.Errors
+			if errors.As(err, &ce) {
+				errs = append(errs, ce...)
+			} else {
+				errs = append(errs, cfg.Errorf(l.KeyPos("acme"), path+".acme", "%v", err))
+			}
+		}
 	}
 	certs := make([]tls.Certificate, 0, len(l.Certificates))
 	for i := range l.Certificates {
@@ -92,13 +139,13 @@ func ServerConfig(cfg *config.Config, path string, l *config.ListenerTLS, nextPr
 	var store *Store
 	switch {
 	case len(l.Certificates) == 0:
-		if l.ACME == nil {
+		if l.ACME == nil && opts.ACME == nil {
 			errs = append(errs, cfg.Errorf(l.KeyPos("certificates"), path+".certificates",
-				"missing: list at least one certificate (cert_file and key_file)"))
+				"missing: list at least one certificate (cert_file and key_file), or configure acme"))
 		}
 	case len(certs) == len(l.Certificates):
 		var err error
-		if store, err = NewStore(certs); err != nil {
+		if store, err = newStore(certs, opts.Stapler); err != nil {
 			errs = append(errs, cfg.Errorf(l.KeyPos("certificates"), path+".certificates", "%v", err))
 		}
 	}
@@ -108,7 +155,12 @@ func ServerConfig(cfg *config.Config, path string, l *config.ListenerTLS, nextPr
 		CipherSuites:     cipherSuites,
 		CurvePreferences: curves,
 	}
-	if store != nil {
+	switch {
+	case m != nil:
+		sel := &selector{store: store, acme: m}
+		tc.GetCertificate = sel.getCertificate
+		tc.GetConfigForClient = sel.getConfigForClient
+	case store != nil:
 		tc.GetCertificate = store.GetCertificate
 	}
 	switch l.MinVersion {
@@ -126,7 +178,48 @@ func ServerConfig(cfg *config.Config, path string, l *config.ListenerTLS, nextPr
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if opts.TicketKeys != nil {
+		opts.TicketKeys.Apply(tc)
+	}
+	if store != nil {
+		var pending []*stapled
+		for _, e := range store.certs {
+			if e.ocsp != nil {
+				pending = append(pending, e.ocsp)
+			}
+		}
+		waitFirst(pending, ocspLoadWait)
+	}
 	return tc, nil
+}
+
+// selector picks certificates for a listener with ACME (see
+// ServerConfigWith for the order).
+type selector struct {
+	store *Store // nil without certificate files
+	acme  *ACME
+}
+
+func (s *selector) getConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if isChallengeHello(hello) {
+		return s.acme.challengeTLS, nil
+	}
+	return nil, nil
+}
+
+func (s *selector) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if s.store != nil {
+		if c := s.store.matchHello(hello); c != nil {
+			return c, nil
+		}
+	}
+	if c, err := s.acme.certificate(hello); err == nil && c != nil {
+		return c, nil
+	}
+	if s.store != nil {
+		return s.store.Default(), nil
+	}
+	return s.acme.defaultCertificate(hello)
 }
 
 // clientAuth sets tc's client-certificate verification from ca.

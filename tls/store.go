@@ -23,10 +23,29 @@ const maxServerName = 253
 // ECDSA and an RSA certificate for one name can be served side by side). A
 // ClientHello without SNI, or with a name nothing matches, gets the first
 // certificate: the default.
+//
+// A certificate with an OCSP responder, loaded with a Stapler, is served
+// with its current staple; the Store itself never changes, the staple is
+// swapped atomically behind it.
 type Store struct {
-	certs []*tls.Certificate            // config order; certs[0] is the default
-	exact map[string][]*tls.Certificate // lower-case name -> certificates
-	wild  map[string][]*tls.Certificate // "example.com" for "*.example.com"
+	certs []*entry            // config order; certs[0] is the default
+	exact map[string][]*entry // lower-case name -> certificates
+	wild  map[string][]*entry // "example.com" for "*.example.com"
+}
+
+// entry is one certificate of a Store: fixed, or with a refreshed OCSP
+// staple.
+type entry struct {
+	cert *tls.Certificate // as loaded, without a staple
+	ocsp *stapled         // nil: no stapling
+}
+
+// get returns the certificate to serve now.
+func (e *entry) get() *tls.Certificate {
+	if e.ocsp == nil {
+		return e.cert
+	}
+	return e.ocsp.certificate()
 }
 
 // NewStore compiles certs into a Store. Each certificate must have Leaf set
@@ -34,21 +53,28 @@ type Store struct {
 // least one DNS name: one without any could never be selected. The error
 // says which certificate (by index) is at fault.
 func NewStore(certs []tls.Certificate) (*Store, error) {
+	return newStore(certs, nil)
+}
+
+// newStore is NewStore with OCSP stapling by st (nil: none) for the
+// certificates that name a responder.
+func newStore(certs []tls.Certificate, st *Stapler) (*Store, error) {
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("no certificates: a TLS listener needs at least one")
 	}
 	certs = slices.Clone(certs) // s points into its own copy
 	s := &Store{
-		certs: make([]*tls.Certificate, len(certs)),
-		exact: make(map[string][]*tls.Certificate),
-		wild:  make(map[string][]*tls.Certificate),
+		certs: make([]*entry, len(certs)),
+		exact: make(map[string][]*entry),
+		wild:  make(map[string][]*entry),
 	}
 	for i := range certs {
 		c := &certs[i]
 		if c.Leaf == nil {
 			return nil, fmt.Errorf("certificate %d: Leaf is not set", i)
 		}
-		s.certs[i] = c
+		e := &entry{cert: c}
+		s.certs[i] = e
 		names := CertificateNames(c.Leaf.DNSNames, c.Leaf.Subject.CommonName)
 		if len(names) == 0 && i > 0 {
 			return nil, fmt.Errorf("certificate %d (subject %q) has no DNS names, so SNI can never select it; only the first (default) certificate may have none",
@@ -57,14 +83,19 @@ func NewStore(certs []tls.Certificate) (*Store, error) {
 		for _, n := range names {
 			if rest, ok := strings.CutPrefix(n, "*."); ok {
 				if !strings.Contains(rest, "*") && rest != "" {
-					s.wild[rest] = appendOnce(s.wild[rest], c)
+					s.wild[rest] = appendOnce(s.wild[rest], e)
 				}
 				continue
 			}
 			if strings.Contains(n, "*") {
 				continue // partial wildcards such as "w*.example.com" are not honoured (RFC 6125 6.4.3 allows refusing them)
 			}
-			s.exact[n] = appendOnce(s.exact[n], c)
+			s.exact[n] = appendOnce(s.exact[n], e)
+		}
+	}
+	if st != nil {
+		for _, e := range s.certs {
+			e.ocsp = st.add(e.cert)
 		}
 	}
 	return s, nil
@@ -87,7 +118,7 @@ func CertificateNames(dnsSANs []string, cn string) []string {
 	return out
 }
 
-func appendOnce(cs []*tls.Certificate, c *tls.Certificate) []*tls.Certificate {
+func appendOnce(cs []*entry, c *entry) []*entry {
 	for _, x := range cs {
 		if x == c {
 			return cs
@@ -97,7 +128,7 @@ func appendOnce(cs []*tls.Certificate, c *tls.Certificate) []*tls.Certificate {
 }
 
 // Default returns the certificate served when SNI matches nothing.
-func (s *Store) Default() *tls.Certificate { return s.certs[0] }
+func (s *Store) Default() *tls.Certificate { return s.certs[0].get() }
 
 // Len reports how many certificates s holds.
 func (s *Store) Len() int { return len(s.certs) }
@@ -105,18 +136,28 @@ func (s *Store) Len() int { return len(s.certs) }
 // Lookup returns the certificate for serverName as GetCertificate would
 // for a client that supports every certificate.
 func (s *Store) Lookup(serverName string) *tls.Certificate {
-	return s.pick(s.match(serverName), nil)
+	return s.pick(s.match(serverName), nil).get()
 }
 
 // GetCertificate implements tls.Config.GetCertificate. It does not allocate
 // and never fails: with no SNI or no match it returns the default.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.pick(s.match(hello.ServerName), hello), nil
+	return s.pick(s.match(hello.ServerName), hello).get(), nil
+}
+
+// matchHello returns the certificate SNI selects, or nil when the name
+// matches none (the caller picks a default).
+func (s *Store) matchHello(hello *tls.ClientHelloInfo) *tls.Certificate {
+	cs := s.match(hello.ServerName)
+	if len(cs) == 0 {
+		return nil
+	}
+	return s.pick(cs, hello).get()
 }
 
 // match returns the certificates for name: exact first, then the one-label
 // wildcard, nil if none.
-func (s *Store) match(name string) []*tls.Certificate {
+func (s *Store) match(name string) []*entry {
 	name = strings.TrimSuffix(name, ".")
 	if name == "" || len(name) > maxServerName {
 		return nil
@@ -145,7 +186,7 @@ func (s *Store) match(name string) []*tls.Certificate {
 
 // pick chooses among certificates for one name: the first the client
 // supports, else the first. With no candidates it returns the default.
-func (s *Store) pick(cs []*tls.Certificate, hello *tls.ClientHelloInfo) *tls.Certificate {
+func (s *Store) pick(cs []*entry, hello *tls.ClientHelloInfo) *entry {
 	switch {
 	case len(cs) == 0:
 		return s.certs[0]
@@ -153,7 +194,7 @@ func (s *Store) pick(cs []*tls.Certificate, hello *tls.ClientHelloInfo) *tls.Cer
 		return cs[0]
 	}
 	for _, c := range cs {
-		if hello.SupportsCertificate(c) == nil {
+		if hello.SupportsCertificate(c.cert) == nil {
 			return c
 		}
 	}

@@ -523,8 +523,8 @@ func TestConfigErrors(t *testing.T) {
 			config.CertificateFiles{CertFile: other.certFile, KeyFile: good.keyFile}),
 			[]string{"certificates[1].cert_file", "certificates[1].key_file", "certificates[2].key_file"}},
 		{"no certificates", &config.ListenerTLS{}, []string{"listeners[0].tls.certificates: missing"}},
-		{"acme not supported", &config.ListenerTLS{ACME: &config.ACME{Domains: []string{"a.test"}}},
-			[]string{"listeners[0].tls.acme: ACME is not supported yet"}},
+		{"acme section checked", &config.ListenerTLS{ACME: &config.ACME{Domains: []string{"*.a.test"}}},
+			[]string{"listeners[0].tls.acme.domains[0]: \"*.a.test\": wildcard certificates need the DNS-01 challenge"}},
 		{"bad min_version", &config.ListenerTLS{MinVersion: "1.1", Certificates: listener().Certificates},
 			[]string{"listeners[0].tls.min_version: unsupported TLS version \"1.1\""}},
 		{"CA file without certificates", &config.ListenerTLS{Certificates: listener().Certificates,
@@ -640,10 +640,28 @@ route_configs:
 
 func TestGetCertificateDoesNotAllocate(t *testing.T) {
 	f := newSNIFixture(t)
-	for _, name := range []string{"api.example.com", "API.EXAMPLE.COM", "www.example.com", "nothing.test", ""} {
-		hello := &tls.ClientHelloInfo{ServerName: name}
-		if n := testing.AllocsPerRun(100, func() { f.serverConfig.GetCertificate(hello) }); n != 0 {
-			t.Errorf("GetCertificate(%q): %v allocations, want 0", name, n)
+	// The same files on a listener that also has ACME: file matches, and
+	// names ACME has no certificate for, fall through without allocating.
+	l := *f.listener
+	l.ACME = &config.ACME{Domains: []string{"acme.example.org"}, Storage: "acme"}
+	withACME, err := edgetls.ServerConfig(f.cfg, "listeners[0].tls", &l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sc := range []struct {
+		name string
+		tc   *tls.Config
+	}{{"files", f.serverConfig}, {"files+acme", withACME}} {
+		for _, name := range []string{"api.example.com", "API.EXAMPLE.COM", "www.example.com", "nothing.test", "", "ACME.example.org"} {
+			hello := &tls.ClientHelloInfo{ServerName: name}
+			if n := testing.AllocsPerRun(100, func() { sc.tc.GetCertificate(hello) }); n != 0 {
+				t.Errorf("%s: GetCertificate(%q): %v allocations, want 0", sc.name, name, n)
+			}
+			if sc.tc.GetConfigForClient != nil {
+				if n := testing.AllocsPerRun(100, func() { sc.tc.GetConfigForClient(hello) }); n != 0 {
+					t.Errorf("%s: GetConfigForClient(%q): %v allocations, want 0", sc.name, name, n)
+				}
+			}
 		}
 	}
 }
@@ -660,6 +678,26 @@ func BenchmarkGetCertificate(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A listener with the first certificate file and ACME: selection
+	// through the ACME selector (file match, then an unstarted manager).
+	first := ca.issue("first", leafOpts{dns: []string{"host42.example.com"}})
+	withACME, err := edgetls.ServerConfig(testConfig(dir), "listeners[0].tls", &config.ListenerTLS{
+		Certificates: []config.CertificateFiles{{CertFile: first.certFile, KeyFile: first.keyFile}},
+		ACME:         &config.ACME{Domains: []string{"acme.example.org"}, Storage: "acme"},
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("acme-listener-file-hit", func(b *testing.B) {
+		hello := &tls.ClientHelloInfo{ServerName: "host42.example.com"}
+		b.ReportAllocs()
+		for b.Loop() {
+			withACME.GetConfigForClient(hello)
+			if c, _ := withACME.GetCertificate(hello); c == nil {
+				b.Fatal("nil certificate")
+			}
+		}
+	})
 	for _, bc := range []struct{ name, sni string }{
 		{"exact", "host42.example.com"},
 		{"exact-upper", "HOST42.Example.com"},
