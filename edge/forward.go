@@ -5,6 +5,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,9 @@ func (x *exchange) route(ctx context.Context) {
 	removeHopByHop(&req.Header, upgrade)
 	req.Header.Del("expect") // the body is sent at once; the downstream codec answers 100-continue when the body is first read
 
+	if len(l.acme) > 0 && req.Method == "GET" && x.acmeChallenge() {
+		return
+	}
 	vh, rt := l.table.Match(req.Authority, req.Path, &req.Header)
 	if vh == nil || rt == nil {
 		x.entry.Flags |= accesslog.NoRoute
@@ -399,3 +403,22 @@ func (x *exchange) tunnel(resp *message.Response, vh *router.VirtualHost, rt *ro
 type responderWriter struct{ rw responder }
 
 func (w responderWriter) Write(p []byte) (int, error) { return w.rw.write(p) }
+
+// acmeChallenge answers an ACME HTTP-01 challenge for a managed domain on a
+// plain-HTTP listener, before routing (so redirects to HTTPS do not get in
+// the way). It reports whether it answered.
+func (x *exchange) acmeChallenge() bool {
+	path, _, _ := strings.Cut(x.req.Path, "?")
+	for _, m := range x.l.acme {
+		if body, ok := m.HTTPChallenge(x.req.Authority, path); ok {
+			h := &x.respHdr
+			h.Add("content-type", "text/plain")
+			h.Add("content-length", strconv.Itoa(len(body)))
+			x.writeHeader(200, int64(len(body)))
+			n, _ := io.WriteString(responderWriter{x.rw}, body)
+			x.entry.BytesSent += int64(n)
+			return true
+		}
+	}
+	return false
+}

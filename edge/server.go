@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"slices"
 	"sync"
 	"time"
@@ -38,6 +39,12 @@ type Options struct {
 	ListenPacket func(network, addr string) (net.PacketConn, error)
 	// Version is reported by the admin API.
 	Version string
+	// TicketKeys encrypt TLS session tickets; nil means fresh keys. Hot
+	// restart passes the parent's so that sessions resume across it.
+	TicketKeys *edgetls.TicketKeys
+
+	// validating: compile only (edge validate): no OCSP fetches.
+	validating bool
 }
 
 // Server is a running edge: listeners, the forwarding core, clusters and
@@ -57,6 +64,10 @@ type Server struct {
 	listeners []*listenerRuntime
 	admin     *adminServer
 
+	tickets *edgetls.TicketKeys
+	stapler *edgetls.Stapler // nil while validating
+	acme    []*edgetls.ACME
+
 	mu    sync.Mutex
 	addrs map[string]net.Addr
 	ready chan struct{}
@@ -73,6 +84,9 @@ type listenerRuntime struct {
 	// peerMustVerify: the listener verifies client certificates, so only a
 	// verified peer is a trusted hop.
 	peerMustVerify bool
+	// acme are the ACME managers whose HTTP-01 challenges this (plain
+	// HTTP) listener answers.
+	acme []*edgetls.ACME
 	maxHeaders     int
 	tlsConfig      *tls.Config
 	accessLog      *accesslog.Logger
@@ -123,7 +137,21 @@ func New(o Options) (*Server, error) {
 	if s.listenPacket == nil {
 		s.listenPacket = net.ListenPacket
 	}
+	s.tickets = o.TicketKeys
+	if s.tickets == nil {
+		k, err := edgetls.NewTicketKeys(0, 0)
+		if err != nil {
+			return nil, fmt.Errorf("session ticket keys: %w", err)
+		}
+		s.tickets = k
+	}
+	if !o.validating {
+		s.stapler = edgetls.NewStapler(s.logger)
+	}
 	if err := s.compile(); err != nil {
+		if s.stapler != nil {
+			s.stapler.Stop()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -132,7 +160,7 @@ func New(o Options) (*Server, error) {
 // Validate compiles cfg as New does (reading certificate files and
 // compiling routes) and reports every error, without serving.
 func Validate(cfg *config.Config) error {
-	s, err := New(Options{Config: cfg})
+	s, err := New(Options{Config: cfg, validating: true})
 	if err != nil {
 		return err
 	}
@@ -194,7 +222,19 @@ func (s *Server) compile() error {
 			logger:         s.logger,
 		}
 		if lc.TLS != nil {
-			tc, err := edgetls.ServerConfig(cfg, path+".tls", lc.TLS, alpn(lc.Protocols))
+			opts := edgetls.ServerOptions{TicketKeys: s.tickets, Stapler: s.stapler}
+			if lc.TLS.ACME != nil {
+				m, err := edgetls.NewACME(cfg, path+".tls.acme", lc.TLS.ACME, edgetls.ACMEOptions{
+					Logger: s.logger, HTTPPort: plainHTTPPort(cfg), TLSPort: addressPort(lc.Address),
+				})
+				if err != nil {
+					addErr(err)
+				} else {
+					opts.ACME = m
+					s.acme = append(s.acme, m)
+				}
+			}
+			tc, err := edgetls.ServerConfigWith(cfg, path+".tls", lc.TLS, alpn(lc.Protocols), opts)
 			if err != nil {
 				addErr(err)
 			}
@@ -226,6 +266,11 @@ func (s *Server) compile() error {
 			l.h3 = newH3Server(l)
 		}
 		s.listeners = append(s.listeners, l)
+	}
+	for _, l := range s.listeners {
+		if l.tlsConfig == nil {
+			l.acme = s.acme // plain-HTTP listeners answer HTTP-01 challenges
+		}
 	}
 	if len(errs) > 0 {
 		set.Close()
@@ -314,6 +359,9 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 		go func() { errc <- serveErr(s.admin.srv.Serve(adminLn)) }()
 		s.logger.Info("admin listening", "address", adminLn.Addr().String())
 	}
+	for _, m := range s.acme {
+		m.Start(ctx)
+	}
 	close(s.ready)
 
 	var err error
@@ -358,6 +406,12 @@ func (s *Server) shutdown(drain time.Duration) {
 	if s.admin != nil {
 		s.admin.srv.Close()
 	}
+	for _, m := range s.acme {
+		m.Stop()
+	}
+	if s.stapler != nil {
+		s.stapler.Stop()
+	}
 	s.clusters.Close()
 }
 
@@ -390,4 +444,24 @@ func (s *Server) ReopenLogs() {
 			}
 		}
 	}
+}
+
+// plainHTTPPort is the port of the first listener without TLS, where
+// HTTP-01 challenges are answered (0: none; the CA then uses port 80).
+func plainHTTPPort(cfg *config.Config) int {
+	for _, l := range cfg.Listeners {
+		if l.TLS == nil {
+			return addressPort(l.Address)
+		}
+	}
+	return 0
+}
+
+func addressPort(addr string) int {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
