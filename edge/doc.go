@@ -10,12 +10,16 @@
 //	h1conn.go    edge's HTTP/1.1 connection loop (h1parse.go, h1body.go)
 //	             -> message.Request; the connection is the responder
 //	nethttp.go   x/net's HTTP/2 server (TLS and h2c) -> message.Request
-//	forward.go   listenerRuntime.serve: header policy (headers.go), route
-//	             match, then a local reply, a redirect, a direct response
-//	             or forward: pick a cluster and a host, round trip, stream
-//	             the response back (flushing streams, keeping trailers),
-//	             or tunnel an upgrade
-//	forward.go   access log line and stats
+//	http3.go     quic-go's HTTP/3 server on the UDP twin of a TLS listener,
+//	             through the same adapter
+//	forward.go   listenerRuntime.serve: header policy (headers.go: XFF,
+//	             internal/external, x-edge-*, XFCC, request id), ACME
+//	             HTTP-01 answers, route match, then a local reply, a
+//	             redirect, a direct response or forward: pick a cluster,
+//	             run the tries (retry.go: hosts, per-try deadlines, back-off,
+//	             body replay, circuit breakers), stream the response back
+//	             (flushing streams, keeping trailers), or tunnel an upgrade
+//	forward.go   access log line and stats (cluster.go: per-cluster stats)
 //
 // Everything a request reads is compiled once in New (server.go); nothing
 // per request re-parses config or resolves names. The forwarding core sees
