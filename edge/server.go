@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -86,13 +86,13 @@ type listenerRuntime struct {
 	peerMustVerify bool
 	// acme are the ACME managers whose HTTP-01 challenges this (plain
 	// HTTP) listener answers.
-	acme []*edgetls.ACME
-	maxHeaders     int
-	tlsConfig      *tls.Config
-	accessLog      *accesslog.Logger
-	logger         *slog.Logger
-	stats          listenerStats
-	down           *downstream // accepted connections (listen.go)
+	acme       []*edgetls.ACME
+	maxHeaders int
+	tlsConfig  *tls.Config
+	accessLog  *accesslog.Logger
+	logger     *slog.Logger
+	stats      listenerStats
+	down       *downstream // accepted connections (listen.go)
 	// h3 serves HTTP/3 on the UDP twin of the TCP socket (http3.go); nil
 	// when the listener does not offer it.
 	h3 *h3server
