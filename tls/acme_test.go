@@ -5,18 +5,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -24,16 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/edgeproxy/edge/edge/config"
+	"github.com/edgeproxy/edge/internal/pebbletest"
 	edgetls "github.com/edgeproxy/edge/tls"
 )
 
-// The ACME tests run one real pebble (letsencrypt's test ACME server,
-// built from the module's `tool` line) per test binary, with:
-//   - a DNS server answering 127.0.0.1 for every name, which pebble's
-//     validation uses (-dnsserver);
+// The ACME tests run one real pebble (internal/pebbletest: letsencrypt's
+// test ACME server with a DNS server answering 127.0.0.1 for every name)
+// per test binary, with:
 //   - a plain-HTTP server on loopback that answers HTTP-01 with
 //     (*ACME).HTTPChallenge, at the port pebble validates HTTP-01 on;
 //   - a crypto/tls listener on loopback serving the current test's
@@ -59,7 +51,6 @@ func TestMain(m *testing.M) {
 
 // acmeEnv is the shared pebble setup.
 type acmeEnv struct {
-	dir       string
 	directory string         // pebble's ACME directory URL
 	rootFile  string         // CA of pebble's own HTTPS certificate (ca_root_file)
 	issuing   *x509.CertPool // pebble's issuing root, for verifying issued chains
@@ -67,9 +58,7 @@ type acmeEnv struct {
 	tlsPort   int
 	tlsAddr   string
 
-	cmd    *exec.Cmd
-	out    *lockedBuffer // pebble's output
-	dnsSrv *dns.Server
+	pebble *pebbletest.Env
 	httpLn net.Listener
 	tlsLn  net.Listener
 	wg     sync.WaitGroup
@@ -123,7 +112,7 @@ func getACMEEnv(t *testing.T) *acmeEnv {
 	pebbleEnv.alpnHits.Store(0)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("pebble output (tail):\n%s", tail(pebbleEnv.out.String(), 4000))
+			t.Logf("pebble output (tail):\n%s", tail(pebbleEnv.pebble.Output(), 4000))
 		}
 	})
 	return pebbleEnv
@@ -137,52 +126,12 @@ func tail(s string, n int) string {
 }
 
 func startACMEEnv(t *testing.T) (_ *acmeEnv, err error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	// `go tool -n pebble` builds pebble (cached in the build cache) and
-	// prints the binary's path.
-	out, err := exec.Command(goBin, "tool", "-n", "pebble").Output()
-	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			err = fmt.Errorf("%w: %s", err, ee.Stderr)
-		}
-		return nil, fmt.Errorf("building pebble with `go tool -n pebble`: %w", err)
-	}
-	pebbleBin := strings.TrimSpace(string(out))
-
-	dir, err := os.MkdirTemp("", "edge-pebble-")
-	if err != nil {
-		return nil, err
-	}
-	e := &acmeEnv{dir: dir, out: &lockedBuffer{}}
+	e := &acmeEnv{}
 	defer func() {
 		if err != nil {
 			e.close()
 		}
 	}()
-
-	// DNS: every A query answers 127.0.0.1.
-	dnsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	e.dnsSrv = &dns.Server{Listener: dnsLn, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		r := new(dns.Msg)
-		r.SetReply(q)
-		for _, qq := range q.Question {
-			if qq.Qtype == dns.TypeA {
-				r.Answer = append(r.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		w.WriteMsg(r)
-	})}
-	e.wg.Go(func() { e.dnsSrv.ActivateAndServe() })
 
 	// HTTP-01: the current test's manager answers.
 	if e.httpLn, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
@@ -235,105 +184,23 @@ func startACMEEnv(t *testing.T) (_ *acmeEnv, err error) {
 		}
 	})
 
-	// pebble's own HTTPS certificate, from a CA the managers trust through
-	// ca_root_file.
-	ca := newPKI(t, dir, "pebble-api-ca")
-	api := ca.issue("pebble-api", leafOpts{cn: "pebble", dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	e.rootFile = filepath.Join(dir, ca.caFile())
-
-	acmePort, err := freePort()
+	e.pebble, err = pebbletest.Start(pebbletest.Options{
+		HTTPPort:        e.httpPort,
+		TLSPort:         e.tlsPort,
+		DomainBlocklist: []string{blockedDomain},
+	})
 	if err != nil {
 		return nil, err
 	}
-	mgmtPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	pcfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", acmePort),
-		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate":             filepath.Join(dir, api.certFile),
-		"privateKey":              filepath.Join(dir, api.keyFile),
-		"httpPort":                e.httpPort,
-		"tlsPort":                 e.tlsPort,
-		"keyAlgorithm":            "ecdsa",
-		"domainBlocklist":         []string{blockedDomain},
-	}}
-	data, _ := json.Marshal(pcfg)
-	cfgFile := filepath.Join(dir, "pebble.json")
-	if err := os.WriteFile(cfgFile, data, 0o600); err != nil {
-		return nil, err
-	}
-	e.cmd = exec.Command(pebbleBin, "-config", cfgFile, "-dnsserver", dnsLn.Addr().String())
-	e.cmd.Env = append(os.Environ(),
-		"PEBBLE_VA_NOSLEEP=1",      // validate at once
-		"PEBBLE_VA_ALWAYS_VALID=0", // really validate the challenges
-		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce
-		"PEBBLE_AUTHZREUSE=0",      // every order validates
-	)
-	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
-	dieWithParent(e.cmd) // no stray pebble if the test binary is killed
-	if err := e.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting pebble: %w", err)
-	}
-	e.directory = fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort)
-
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
-	defer client.CloseIdleConnections()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		res, err := client.Get(e.directory)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("pebble did not answer at %s: %v\n%s", e.directory, err, e.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	// The issuing root and intermediate are generated at each start.
-	e.issuing = x509.NewCertPool()
-	for _, p := range []string{"/roots/0", "/intermediates/0"} {
-		res, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d%s", mgmtPort, p))
-		if err != nil {
-			return nil, fmt.Errorf("fetching pebble %s: %w", p, err)
-		}
-		body, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		b, _ := pem.Decode(body)
-		if b == nil {
-			return nil, fmt.Errorf("pebble %s: not PEM: %q", p, body)
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("pebble %s: %w", p, err)
-		}
-		if p == "/roots/0" {
-			e.issuing.AddCert(c)
-		}
-	}
+	e.directory = e.pebble.Directory
+	e.rootFile = e.pebble.RootFile
+	e.issuing = e.pebble.Roots
 	return e, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (e *acmeEnv) close() {
-	if e.cmd != nil && e.cmd.Process != nil {
-		e.cmd.Process.Kill()
-		e.cmd.Wait()
-	}
-	if e.dnsSrv != nil {
-		e.dnsSrv.Shutdown()
+	if e.pebble != nil {
+		e.pebble.Close()
 	}
 	if e.httpLn != nil {
 		e.httpLn.Close()
@@ -342,7 +209,6 @@ func (e *acmeEnv) close() {
 		e.tlsLn.Close()
 	}
 	e.wg.Wait()
-	os.RemoveAll(e.dir)
 }
 
 // serve makes the shared listeners answer with m and sc.

@@ -1,4 +1,4 @@
-package tls_test
+package pebbletest
 
 import (
 	"os/exec"

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package tls_test
+package pebbletest
 
 import "os/exec"
 
 // dieWithParent does nothing where the kernel offers no parent-death
-// signal; TestMain still kills pebble at the end.
+// signal; Close still kills pebble.
 func dieWithParent(*exec.Cmd) {}
