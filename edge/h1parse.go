@@ -2,10 +2,11 @@ package edge
 
 import (
 	"bufio"
-	"encoding/binary"
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/edgeproxy/edge/internal/h1wire"
 )
 
 // This file is the HTTP/1.1 request parser (RFC 9112): the request line,
@@ -52,61 +53,6 @@ var (
 // errLineTooLong is readLine's budget running out; the caller turns it
 // into 414 or 431.
 var errLineTooLong = &h1Error{431, "line too long"}
-
-// tchar marks the bytes of an RFC 9110 token (method, field name).
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// lowerTchar maps a token byte to its lower case, and any other byte to 0.
-var lowerTchar = func() (t [256]byte) {
-	for c := range 256 {
-		if tchar[c] {
-			t[c] = byte(c)
-			if 'A' <= c && c <= 'Z' {
-				t[c] = byte(c) + ('a' - 'A')
-			}
-		}
-	}
-	return t
-}()
-
-// validFieldValue reports whether v holds no control byte but HTAB: no
-// NUL, CR, LF or DEL (RFC 9110 §5.5). It tests eight bytes at a time and
-// looks closer only at words that may hold one.
-func validFieldValue(v []byte) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	for len(v) >= 8 {
-		w := binary.LittleEndian.Uint64(v)
-		// Some byte below 0x20, or some byte equal to 0x7f.
-		if (w-ones*0x20)&^w&highs != 0 || ((w^ones*0x7f)-ones)&^(w^ones*0x7f)&highs != 0 {
-			if !validValueBytes(v[:8]) {
-				return false
-			}
-		}
-		v = v[8:]
-	}
-	return validValueBytes(v)
-}
-
-func validValueBytes(v []byte) bool {
-	for _, b := range v {
-		if (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
-}
 
 // hostChar marks the bytes allowed in a host header or absolute-form
 // authority: RFC 3986 reg-name, IP literals and a port.
@@ -256,7 +202,7 @@ func (c *h1conn) parseRequestLine(ls, le int) error {
 	h := &c.head
 	i := 0
 	for i < len(line) && line[i] != ' ' {
-		if !tchar[line[i]] {
+		if !h1wire.IsTchar(line[i]) {
 			return errMethod
 		}
 		i++
@@ -314,9 +260,9 @@ func (c *h1conn) parseTarget() error {
 	}
 	var rest int
 	switch {
-	case hasPrefixFoldBytes(t, "http://"):
+	case h1wire.HasPrefixLower(t, "http://"):
 		rest = len("http://")
-	case hasPrefixFoldBytes(t, "https://"):
+	case h1wire.HasPrefixLower(t, "https://"):
 		rest = len("https://")
 	default:
 		return errTarget
@@ -337,57 +283,20 @@ func (c *h1conn) parseTarget() error {
 	return nil
 }
 
-func hasPrefixFoldBytes(b []byte, prefix string) bool {
-	if len(b) < len(prefix) {
-		return false
-	}
-	for i := 0; i < len(prefix); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != prefix[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // parseField checks the field line c.hdr[start:end], lower-cases its name
 // in place and records its span in c.spans. In a request head (head set)
 // it also records the framing fields, which are not forwarded as fields.
 func (c *h1conn) parseField(start, end int, head bool) error {
 	line := c.hdr[start:end]
-	if line[0] == ' ' || line[0] == '\t' {
+	colon, vs, ve, fault := h1wire.SplitField(line)
+	switch fault {
+	case h1wire.FieldObsFold:
 		// obs-fold (RFC 9112 §5.2): a proxy must not forward a field
 		// that others may unfold differently.
 		return errObsFold
-	}
-	colon := -1
-	for i, b := range line {
-		if b == ':' {
-			colon = i
-			break
-		}
-		// Not a token byte (whitespace before the colon included, RFC
-		// 9112 §5.1) maps to 0.
-		l := lowerTchar[b]
-		if l == 0 {
-			return errFieldName
-		}
-		line[i] = l
-	}
-	if colon <= 0 {
+	case h1wire.FieldBadName:
 		return errFieldName
-	}
-	vs, ve := colon+1, len(line)
-	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-		vs++
-	}
-	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-		ve--
-	}
-	if !validFieldValue(line[vs:ve]) {
+	case h1wire.FieldBadValue:
 		return errFieldValue
 	}
 	name, value := line[:colon], line[vs:ve]
@@ -416,25 +325,18 @@ func (c *h1conn) framingField(name, value []byte, vs, ve int) (skip bool, err er
 			return true, nil
 		}
 	case len("expect"):
-		if string(name) == "expect" && equalFoldBytes(value, "100-continue") {
+		if string(name) == "expect" && h1wire.EqualLower(value, "100-continue") {
 			h.expect100 = true
 		}
 	case len("connection"):
 		if string(name) == "connection" {
-			for v := value; len(v) > 0; {
-				var tok []byte
-				tok, v = nextToken(v)
-				switch {
-				case equalFoldBytes(tok, "close"):
-					h.connClose = true
-				case equalFoldBytes(tok, "keep-alive"):
-					h.connKeepAlive = true
-				}
-			}
+			cl, ka := h1wire.ConnectionOptions(value)
+			h.connClose = h.connClose || cl
+			h.connKeepAlive = h.connKeepAlive || ka
 		}
 	case len("content-length"):
 		if string(name) == "content-length" {
-			n, ok := parseContentLength(value)
+			n, ok := h1wire.ParseContentLength(value)
 			if !ok || (h.clSeen && n != h.contentLength) {
 				return false, errContentLength
 			}
@@ -444,7 +346,7 @@ func (c *h1conn) framingField(name, value []byte, vs, ve int) (skip bool, err er
 	case len("transfer-encoding"):
 		if string(name) == "transfer-encoding" {
 			h.teFields++
-			h.chunked = equalFoldBytes(value, "chunked")
+			h.chunked = h1wire.EqualLower(value, "chunked")
 			return true, nil
 		}
 	}
@@ -478,43 +380,6 @@ func (c *h1conn) checkFraming() error {
 		}
 	}
 	return nil
-}
-
-// parseContentLength accepts 1 to 18 decimal digits and nothing else.
-func parseContentLength(v []byte) (int64, bool) {
-	if len(v) == 0 || len(v) > 18 {
-		return 0, false
-	}
-	var n int64
-	for _, b := range v {
-		if b < '0' || b > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(b-'0')
-	}
-	return n, true
-}
-
-// nextToken splits the first comma-separated element off v, trimmed.
-func nextToken(v []byte) (tok, rest []byte) {
-	i := 0
-	for i < len(v) && v[i] != ',' {
-		i++
-	}
-	tok, rest = v[:i], v[min(i+1, len(v)):]
-	for len(tok) > 0 && (tok[0] == ' ' || tok[0] == '\t') {
-		tok = tok[1:]
-	}
-	for len(tok) > 0 && (tok[len(tok)-1] == ' ' || tok[len(tok)-1] == '\t') {
-		tok = tok[:len(tok)-1]
-	}
-	return tok, rest
-}
-
-// equalFoldBytes reports whether b equals the lower-case ASCII s, ignoring
-// case.
-func equalFoldBytes(b []byte, s string) bool {
-	return len(b) == len(s) && hasPrefixFoldBytes(b, s)
 }
 
 // skipTrailer reports whether a trailer field may not be forwarded (RFC
@@ -579,43 +444,12 @@ func (c *h1conn) buildRequest() {
 }
 
 // parseChunkSize parses a chunk-size line without its CRLF: hex digits,
-// then optionally BWS ";" and extensions, which are checked and ignored.
+// then optionally BWS ";" and extensions, which are checked (no control
+// bytes but HTAB) and ignored.
 func parseChunkSize(line []byte) (int64, error) {
-	var n int64
-	i := 0
-	for ; i < len(line); i++ {
-		b := line[i]
-		var v byte
-		switch {
-		case '0' <= b && b <= '9':
-			v = b - '0'
-		case 'a' <= b && b <= 'f':
-			v = b - 'a' + 10
-		case 'A' <= b && b <= 'F':
-			v = b - 'A' + 10
-		default:
-			goto ext
-		}
-		if i == 15 {
-			return 0, errChunkLine // over 2^60 bytes
-		}
-		n = n<<4 | int64(v)
-	}
-ext:
-	if i == 0 {
+	n, ext, ok := h1wire.ParseChunkSize(line)
+	if !ok || !h1wire.ValidFieldValue(ext) {
 		return 0, errChunkLine
-	}
-	rest := line[i:]
-	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') {
-		rest = rest[1:]
-	}
-	if len(rest) > 0 && rest[0] != ';' {
-		return 0, errChunkLine
-	}
-	for _, b := range rest {
-		if (b < ' ' && b != '\t') || b == 0x7f {
-			return 0, errChunkLine
-		}
 	}
 	return n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/edgeproxy/edge/internal/h1wire"
 )
 
 // Body framing modes.
@@ -178,38 +180,11 @@ func (b *body) readChunkSize() (int64, error) {
 	if n := len(line); n > 0 && line[n-1] == '\r' {
 		line = line[:n-1]
 	}
-	var n int64
-	i := 0
-	for ; i < len(line); i++ {
-		v, ok := unhex(line[i])
-		if !ok {
-			break
-		}
-		if i == 15 {
-			return 0, errChunkSize // 2^60 bytes or more
-		}
-		n = n<<4 | int64(v)
-	}
-	if i == 0 {
-		return 0, errChunkSize
-	}
-	rest := trimOWS(line[i:])
-	if len(rest) > 0 && rest[0] != ';' {
-		return 0, errChunkSize
+	n, _, ok := h1wire.ParseChunkSize(line)
+	if !ok {
+		return 0, errChunkSize // includes 2^60 bytes or more
 	}
 	return n, nil
-}
-
-func unhex(d byte) (byte, bool) {
-	switch {
-	case '0' <= d && d <= '9':
-		return d - '0', true
-	case 'a' <= d && d <= 'f':
-		return d - 'a' + 10, true
-	case 'A' <= d && d <= 'F':
-		return d - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // ioError wraps a body read failure.

@@ -2,10 +2,10 @@ package http1
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 
 	"github.com/edgeproxy/edge/edge/message"
+	"github.com/edgeproxy/edge/internal/h1wire"
 )
 
 // head holds what the parser learned from one response head.
@@ -125,41 +125,19 @@ func (c *conn) readFields(dst *message.Header, h *head, budget int, build bool) 
 // lower-cases its name in place and records its span.
 func (c *conn) parseField(start, end int, h *head) error {
 	line := c.hdr[start:end]
-	if line[0] == ' ' || line[0] == '\t' {
+	colon, vs, ve, fault := h1wire.SplitField(line)
+	switch fault {
+	case h1wire.FieldObsFold:
 		// RFC 9112 §5.2: a user agent may replace obs-fold with spaces,
 		// but a proxy had better not forward what others parse differently.
 		return errObsFold
-	}
-	colon := -1
-	for i, b := range line {
-		if b == ':' {
-			colon = i
-			break
-		}
-		if !tchar[b] {
-			// Includes whitespace before the colon (RFC 9112 §5.1).
-			return errFieldName
-		}
-		if 'A' <= b && b <= 'Z' {
-			line[i] = b + ('a' - 'A')
-		}
-	}
-	if colon <= 0 {
+	case h1wire.FieldBadName:
+		// Includes whitespace before the colon (RFC 9112 §5.1).
 		return errFieldName
-	}
-	vs, ve := colon+1, len(line)
-	for vs < ve && (line[vs] == ' ' || line[vs] == '\t') {
-		vs++
-	}
-	for ve > vs && (line[ve-1] == ' ' || line[ve-1] == '\t') {
-		ve--
-	}
-	for _, b := range line[vs:ve] {
+	case h1wire.FieldBadValue:
 		// CR, LF, NUL and the other controls except HTAB are invalid
 		// (RFC 9110 §5.5); a proxy forwarding them invites smuggling.
-		if (b < ' ' && b != '\t') || b == 0x7f {
-			return errFieldValue
-		}
+		return errFieldValue
 	}
 	if h != nil {
 		if err := h.framing(line[:colon], line[vs:ve]); err != nil {
@@ -175,16 +153,9 @@ func (h *head) framing(name, value []byte) error {
 	switch len(name) {
 	case len("connection"):
 		if string(name) == "connection" {
-			for v := value; len(v) > 0; {
-				var tok []byte
-				tok, v = nextElem(v)
-				switch {
-				case equalLower(tok, "close"):
-					h.connClose = true
-				case equalLower(tok, "keep-alive"):
-					h.keepAlive = true
-				}
-			}
+			cl, ka := h1wire.ConnectionOptions(value)
+			h.connClose = h.connClose || cl
+			h.keepAlive = h.keepAlive || ka
 		}
 	case len("content-length"):
 		if string(name) == "content-length" {
@@ -195,13 +166,13 @@ func (h *head) framing(name, value []byte) error {
 			h.teSeen = true
 			for v := value; len(v) > 0; {
 				var tok []byte
-				if tok, v = nextElem(v); len(tok) == 0 {
+				if tok, v = h1wire.NextElement(v); len(tok) == 0 {
 					continue
 				}
 				// Only chunked is supported, as by net/http: passing any
 				// other coding through would hand the client bytes whose
 				// encoding no header announces any more.
-				if !equalLower(tok, "chunked") || h.chunked {
+				if !h1wire.EqualLower(tok, "chunked") || h.chunked {
 					return errTE
 				}
 				h.chunked = true
@@ -220,16 +191,10 @@ func (h *head) contentLength(v []byte) error {
 	}
 	for len(v) > 0 {
 		var elem []byte
-		elem, v = nextElem(v)
-		if len(elem) == 0 || len(elem) > 18 {
+		elem, v = h1wire.NextElement(v)
+		n, ok := h1wire.ParseContentLength(elem)
+		if !ok {
 			return errContentLength
-		}
-		var n int64
-		for _, d := range elem {
-			if d < '0' || d > '9' {
-				return errContentLength
-			}
-			n = n*10 + int64(d-'0')
 		}
 		if h.clSeen && n != h.cl {
 			return errConflictingCL
@@ -237,42 +202,6 @@ func (h *head) contentLength(v []byte) error {
 		h.clSeen, h.cl = true, n
 	}
 	return nil
-}
-
-// nextElem splits the first element off a comma-separated list
-// (RFC 9110 §5.6.1), trimmed; it may be empty, which callers skip.
-func nextElem(v []byte) (elem, rest []byte) {
-	if i := bytes.IndexByte(v, ','); i >= 0 {
-		return trimOWS(v[:i]), v[i+1:]
-	}
-	return trimOWS(v), nil
-}
-
-func trimOWS(b []byte) []byte {
-	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
-		b = b[1:]
-	}
-	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
-		b = b[:len(b)-1]
-	}
-	return b
-}
-
-// equalLower reports whether b equals the lower-case ASCII s, ignoring
-// ASCII case.
-func equalLower(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // isUpgrade reports whether req asks for a protocol upgrade: an upgrade
@@ -287,7 +216,7 @@ func isUpgrade(req *message.Request) bool {
 		}
 		for v := []byte(f.Value); len(v) > 0; {
 			var tok []byte
-			if tok, v = nextElem(v); equalLower(tok, "upgrade") {
+			if tok, v = h1wire.NextElement(v); h1wire.EqualLower(tok, "upgrade") {
 				return true
 			}
 		}

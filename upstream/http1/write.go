@@ -7,28 +7,13 @@ import (
 	"strconv"
 
 	"github.com/edgeproxy/edge/edge/message"
+	"github.com/edgeproxy/edge/internal/h1wire"
 )
-
-// tchar marks the bytes allowed in a token (RFC 9110 §5.6.2): method and
-// field names. Read-only.
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
 
 // checkRequest validates everything written before the body, so that a bad
 // request is refused with nothing sent.
 func checkRequest(req *message.Request) error {
-	if req.Method == "" || !isToken(req.Method) {
+	if req.Method == "" || !h1wire.IsToken(req.Method) {
 		return errReqMethod
 	}
 	if req.Method == "CONNECT" {
@@ -45,7 +30,7 @@ func checkRequest(req *message.Request) error {
 		}
 	}
 	for _, f := range req.Header.Fields() {
-		if f.Name == "" || !isToken(f.Name) {
+		if f.Name == "" || !h1wire.IsToken(f.Name) {
 			return fmt.Errorf("%w: %q", errReqFieldName, f.Name)
 		}
 		if !validValue(f.Value) {
@@ -56,15 +41,6 @@ func checkRequest(req *message.Request) error {
 		return errReqContentLength
 	}
 	return nil
-}
-
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !tchar[s[i]] {
-			return false
-		}
-	}
-	return true
 }
 
 // validValue rejects CR, LF and NUL, the bytes that split or truncate a
@@ -235,7 +211,7 @@ func (rt *roundTrip) writeChunked(c *conn, req *message.Request) *Error {
 	}
 	bw.WriteString("0\r\n")
 	for _, f := range req.Trailer.Fields() {
-		if f.Name == "" || !isToken(f.Name) || !validValue(f.Value) {
+		if f.Name == "" || !h1wire.IsToken(f.Name) || !validValue(f.Value) {
 			return &Error{Kind: Protocol, Sent: c.nwritten > 0, Err: fmt.Errorf("write request trailer %q: %w", f.Name, errReqTrailer)}
 		}
 		bw.WriteString(f.Name)
