@@ -172,11 +172,12 @@ func TestOCSPStapling(t *testing.T) {
 	}
 
 	// Past halfway to nextUpdate, a handshake starts a refresh in the
-	// background (and still gets the current staple); a later one gets
-	// the new response.
+	// background and is never left without a staple: it gets the current
+	// one, or the new one if the loopback responder was faster than the
+	// rest of the handshake; a later handshake gets the new response.
 	clock.advance(61 * time.Minute)
-	if got := staple("stapled.test"); !bytes.Equal(got, first) {
-		t.Errorf("handshake that triggers the refresh: got a different staple, want the current one")
+	if got := staple("stapled.test"); len(got) == 0 || parse(got).Status != ocsp.Good {
+		t.Errorf("handshake that triggers the refresh: got %d staple bytes, want a good staple (old or new)", len(got))
 	}
 	second := waitStaple(t, staple, first)
 	if r := parse(second); !r.ThisUpdate.After(parse(first).ThisUpdate) {

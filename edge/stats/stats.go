@@ -97,12 +97,17 @@ type Metric struct {
 	Help   string
 	Kind   Kind
 	Labels []Label
-	slot   int
+	p      *atomic.Uint64
 }
+
+// Key returns the string the metric is registered under: the name, then
+// each label as NUL name=value. It is the key an Allocator receives.
+func (m *Metric) Key() string { return key(m.Name, m.Labels) }
 
 // Store owns the slab and the metric descriptions.
 type Store struct {
 	slots []atomic.Uint64
+	alloc Allocator
 
 	mu      sync.Mutex
 	metrics []*Metric
@@ -122,6 +127,18 @@ func NewStore(n int) *Store {
 // from shared memory). Slots are handed out in registration order.
 func NewStoreOn(slab []atomic.Uint64) *Store {
 	return &Store{slots: slab, byKey: make(map[string]*Metric)}
+}
+
+// Allocator hands out the slot for a metric key (see Metric.Key) and kind.
+// It must return the same slot for the same key and kind every time, and
+// must be safe for concurrent use. hotrestart/shmstats.Region.Slot is one.
+type Allocator func(key string, kind Kind) (*atomic.Uint64, error)
+
+// NewStoreWith returns a store whose slots come from alloc instead of a slab
+// it owns (for example slots in memory shared across hot restarts). The
+// store still keeps the metric descriptions; the slot limit is alloc's.
+func NewStoreWith(alloc Allocator) *Store {
+	return &Store{alloc: alloc, byKey: make(map[string]*Metric)}
 }
 
 func key(name string, labels []Label) string {
@@ -144,15 +161,24 @@ func (s *Store) register(name, help string, kind Kind, labels []Label) (*atomic.
 		if m.Kind != kind {
 			return nil, fmt.Errorf("stats: %s registered as two kinds", name)
 		}
-		return &s.slots[m.slot], nil
+		return m.p, nil
 	}
-	if len(s.metrics) >= len(s.slots) {
-		return nil, fmt.Errorf("stats: all %d slots in use; cannot register %s", len(s.slots), name)
+	var p *atomic.Uint64
+	if s.alloc != nil {
+		var err error
+		if p, err = s.alloc(k, kind); err != nil {
+			return nil, fmt.Errorf("stats: register %s: %w", name, err)
+		}
+	} else {
+		if len(s.metrics) >= len(s.slots) {
+			return nil, fmt.Errorf("stats: all %d slots in use; cannot register %s", len(s.slots), name)
+		}
+		p = &s.slots[len(s.metrics)]
 	}
-	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), slot: len(s.metrics)}
+	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), p: p}
 	s.metrics = append(s.metrics, m)
 	s.byKey[k] = m
-	return &s.slots[m.slot], nil
+	return m.p, nil
 }
 
 // Counter registers (or finds) a counter. It panics only if the slab is
@@ -181,7 +207,7 @@ func (s *Store) Each(f func(m *Metric, value float64)) {
 	ms := slices.Clone(s.metrics)
 	s.mu.Unlock()
 	for _, m := range ms {
-		v := s.slots[m.slot].Load()
+		v := m.p.Load()
 		if m.Kind == KindGauge {
 			f(m, float64(int64(v)))
 		} else {
@@ -199,7 +225,7 @@ func (s *Store) Lookup(name string, labels ...Label) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	v := s.slots[m.slot].Load()
+	v := m.p.Load()
 	if m.Kind == KindGauge {
 		return float64(int64(v)), true
 	}

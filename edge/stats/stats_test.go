@@ -1,6 +1,11 @@
 package stats
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
 
 func TestRegisterTwiceSharesSlot(t *testing.T) {
 	s := NewStore(8)
@@ -61,4 +66,49 @@ func BenchmarkCounterInc(b *testing.B) {
 	for b.Loop() {
 		c.Inc()
 	}
+}
+
+func TestNewStoreWithUsesAllocator(t *testing.T) {
+	var slab [2]atomic.Uint64
+	var keys []string
+	alloc := func(k string, kind Kind) (*atomic.Uint64, error) {
+		keys = append(keys, k)
+		if len(keys) > len(slab) {
+			return nil, errors.New("full")
+		}
+		return &slab[len(keys)-1], nil
+	}
+	s := NewStoreWith(alloc)
+	c := s.Counter("rq_total", "help", Label{"cluster", "a"})
+	s.Counter("rq_total", "help", Label{"cluster", "a"}).Inc() // same metric: no second call
+	g := s.Gauge("active", "help")
+	c.Inc()
+	g.Set(-2)
+	if got, want := slab[0].Load(), uint64(2); got != want {
+		t.Errorf("allocated counter slot = %d, want %d", got, want)
+	}
+	if got, want := int64(slab[1].Load()), int64(-2); got != want {
+		t.Errorf("allocated gauge slot = %d, want %d", got, want)
+	}
+	if got, want := strings.Join(keys, "|"), "rq_total\x00cluster=a|active"; got != want {
+		t.Errorf("allocator keys = %q, want %q", got, want)
+	}
+	if v, ok := s.Lookup("active"); !ok || v != -2 {
+		t.Errorf("Lookup(active) = %v, %v; want -2, true", v, ok)
+	}
+	var m0 *Metric
+	s.Each(func(m *Metric, _ float64) {
+		if m0 == nil {
+			m0 = m
+		}
+	})
+	if got, want := m0.Key(), keys[0]; got != want {
+		t.Errorf("Metric.Key() = %q, want %q", got, want)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("registering past the allocator's limit did not panic")
+		}
+	}()
+	s.Counter("third", "help")
 }
