@@ -5,89 +5,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/edgeproxy/edge/upstream/failure"
 )
 
-// Kind classifies a round-trip failure so that the caller can decide about
-// retries, health accounting and the status code it answers with.
-type Kind uint8
+// Kind and Error are the shared classification of upstream failures
+// (package failure); the pools return only *Error values.
+type (
+	Kind  = failure.Kind
+	Error = failure.Error
+)
 
+// The kinds, as package failure defines them.
 const (
-	// ConnectFailure means no connection could be made: the dial or the TLS
-	// handshake failed, was refused or exceeded Options.ConnectTimeout, or
-	// the pool is closed (errors.Is(err, ErrClosed)). Nothing was sent, so
-	// any request may be retried, on this endpoint or another.
-	ConnectFailure Kind = iota + 1
-	// Reset means the connection was closed or reset before a complete
-	// response head arrived, or while the response body was read. Error.Sent
-	// says whether any request bytes reached the socket; if none did, the
-	// request may be retried like a ConnectFailure.
-	Reset
-	// Timeout means the round trip's context deadline passed, during the
-	// dial, the request write, the wait for the response or a body read.
-	// errors.Is(err, context.DeadlineExceeded) holds.
-	Timeout
-	// Canceled means the round trip's context was canceled (typically the
-	// downstream client went away); errors.Is(err, context.Canceled) holds.
-	// It should not count against the upstream's health.
-	Canceled
-	// Protocol means a malformed or forbidden message: a response the parser
-	// rejects (bad status line or field, obs-fold, oversized head,
-	// conflicting Content-Length, Transfer-Encoding with Content-Length, an
-	// unsupported transfer coding, bad chunk framing), or a request that
-	// cannot be written (a field value with CR, LF or NUL, an invalid
-	// method, path or field name, an unsupported method such as CONNECT). A
-	// rejected request has Sent == false.
-	Protocol
-	// RequestBody means reading the request body failed or the body did not
-	// match the request's ContentLength. The downstream side is at fault,
-	// not the upstream: do not count it against upstream health.
-	RequestBody
-	// Overflow means the request needed a new connection, Options.Limit
-	// allowed none, and its queue of waiting requests was full
-	// (ErrPendingOverflow). Nothing was sent; the upstream is not at fault.
-	Overflow
+	ConnectFailure = failure.ConnectFailure
+	Reset          = failure.Reset
+	RefusedStream  = failure.RefusedStream
+	Timeout        = failure.Timeout
+	Canceled       = failure.Canceled
+	Protocol       = failure.Protocol
+	RequestBody    = failure.RequestBody
+	Overflow       = failure.Overflow
 )
-
-// String returns the kind's name in lower case, e.g. "connect failure".
-func (k Kind) String() string {
-	switch k {
-	case ConnectFailure:
-		return "connect failure"
-	case Reset:
-		return "reset"
-	case Timeout:
-		return "timeout"
-	case Canceled:
-		return "canceled"
-	case Protocol:
-		return "protocol error"
-	case RequestBody:
-		return "request body"
-	case Overflow:
-		return "overflow"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// Error is the error type of every failure RoundTrip returns and of every
-// failed response-body read.
-type Error struct {
-	// Kind classifies the failure.
-	Kind Kind
-	// Sent reports whether any byte of the request was written to the
-	// connection. False means the upstream cannot have seen the request.
-	Sent bool
-	// Err is the underlying error, with context.
-	Err error
-}
-
-// Error implements error.
-func (e *Error) Error() string {
-	return "http1 " + e.Kind.String() + ": " + e.Err.Error()
-}
-
-// Unwrap returns e.Err.
-func (e *Error) Unwrap() error { return e.Err }
 
 // ErrClosed is returned (as the Err of a ConnectFailure) by RoundTrip on a
 // closed Pool.

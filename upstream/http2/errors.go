@@ -7,80 +7,29 @@ import (
 	"net"
 	"strings"
 
+	"github.com/edgeproxy/edge/upstream/failure"
+
 	"golang.org/x/net/http2"
 )
 
-// Kind classifies why an upstream exchange failed, in the terms a retry
-// policy speaks (Envoy's retry_on conditions).
-type Kind uint8
-
-const (
-	// ConnectFailure: no connection could be opened (TCP connect, TLS
-	// handshake, ALPN did not pick h2, or the connection died before its
-	// first request). Nothing reached the upstream.
-	ConnectFailure Kind = iota + 1
-	// Reset: the stream or its connection ended abnormally after the request
-	// may have reached the upstream (RST_STREAM other than REFUSED_STREAM,
-	// connection lost, lost PING, GOAWAY with an error).
-	Reset
-	// RefusedStream: the upstream guarantees it did not process the request:
-	// RST_STREAM with REFUSED_STREAM, or a stream above a GOAWAY's last
-	// stream ID. Safe to retry even for non-idempotent requests.
-	RefusedStream
-	// Timeout: the context's deadline passed (or an I/O timeout hit).
-	Timeout
-	// Canceled: the context was canceled, usually because the downstream
-	// client went away.
-	Canceled
-	// Protocol: the request could not be encoded (invalid header field,
-	// header list over the peer's limit) or the upstream broke the protocol
-	// (malformed response, connection error PROTOCOL_ERROR).
-	Protocol
-	// RequestBody: reading the request body failed, or it was longer than
-	// its ContentLength. The downstream side is at fault, not the
-	// upstream.
-	RequestBody
+// Kind and Error are the shared classification of upstream failures
+// (package failure); the pools return only *Error values.
+type (
+	Kind  = failure.Kind
+	Error = failure.Error
 )
 
-var kindNames = [...]string{
-	ConnectFailure: "connect failure",
-	Reset:          "reset",
-	RefusedStream:  "refused stream",
-	Timeout:        "timeout",
-	Canceled:       "canceled",
-	Protocol:       "protocol error",
-	RequestBody:    "request body",
-}
-
-// String names the kind in lower case, e.g. "refused stream".
-func (k Kind) String() string {
-	if int(k) < len(kindNames) && kindNames[k] != "" {
-		return kindNames[k]
-	}
-	return "unknown"
-}
-
-// Error is every error RoundTrip returns, and what a response body's Read
-// returns when the stream fails mid-body.
-type Error struct {
-	// Kind says what failed.
-	Kind Kind
-	// Sent reports whether the request may have reached the upstream. It
-	// is false only when that is known not to be the case (connect
-	// failure, refused stream, a request rejected before it was written);
-	// when in doubt it is true.
-	Sent bool
-	// Err is the underlying error.
-	Err error
-}
-
-// Error formats the kind and the underlying error.
-func (e *Error) Error() string {
-	return "http2 upstream: " + e.Kind.String() + ": " + e.Err.Error()
-}
-
-// Unwrap returns the underlying error.
-func (e *Error) Unwrap() error { return e.Err }
+// The kinds, as package failure defines them.
+const (
+	ConnectFailure = failure.ConnectFailure
+	Reset          = failure.Reset
+	RefusedStream  = failure.RefusedStream
+	Timeout        = failure.Timeout
+	Canceled       = failure.Canceled
+	Protocol       = failure.Protocol
+	RequestBody    = failure.RequestBody
+	Overflow       = failure.Overflow
+)
 
 // x/net/http2 reports these conditions with unexported sentinel errors, so
 // they can only be recognised by their text (x/net v0.62.0, transport.go
