@@ -1,7 +1,6 @@
 package tls_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -67,24 +66,6 @@ type acmeEnv struct {
 	serverTLS atomic.Pointer[tls.Config]   // serves the TLS listener
 	httpHits  atomic.Int64                 // HTTP-01 requests answered
 	alpnHits  atomic.Int64                 // handshakes that negotiated acme-tls/1
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // blockedDomain is refused by pebble's policy (domainBlocklist).
@@ -254,8 +235,8 @@ func (e *acmeEnv) waitCert(t *testing.T, serverName string, within time.Duration
 
 // testLogger logs into a buffer the test can search, and dumps it when
 // the test fails.
-func testLogger(t *testing.T) (*slog.Logger, *lockedBuffer) {
-	buf := &lockedBuffer{}
+func testLogger(t *testing.T) (*slog.Logger, *pebbletest.LogBuffer) {
+	buf := &pebbletest.LogBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("log:\n%s", tail(buf.String(), 8000))

@@ -74,24 +74,25 @@ type Env struct {
 
 	dir    string
 	cmd    *exec.Cmd
-	out    *lockedBuffer
+	out    *LogBuffer
 	dnsSrv *dns.Server
 	wg     sync.WaitGroup
 }
 
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
+// LogBuffer is an io.Writer safe for concurrent use, for capturing logs
+// that a test reads while the writer is still running.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -123,7 +124,7 @@ func Start(o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("pebble directory: %w", err)
 	}
-	e := &Env{dir: dir, out: &lockedBuffer{}, HTTPPort: o.HTTPPort, TLSPort: o.TLSPort}
+	e := &Env{dir: dir, out: &LogBuffer{}, HTTPPort: o.HTTPPort, TLSPort: o.TLSPort}
 	defer func() {
 		if err != nil {
 			e.Close()
