@@ -285,7 +285,7 @@ func (c *h1conn) waitRequest() bool {
 	}
 	c.dc.state.Store(connIdle)
 	if d.draining.Load() {
-		return false
+		return c.handOff()
 	}
 	start := time.Now()
 	wait := d.idleTimeout
@@ -311,9 +311,36 @@ func (c *h1conn) waitRequest() bool {
 		c.getBuffers()
 	}
 	if err != nil {
+		if d.draining.Load() && isTimeout(err) {
+			// Woken by a drain (closeIdle), or idle too long during one.
+			return c.handOff()
+		}
 		return false
 	}
 	return c.dc.state.CompareAndSwap(connIdle, connActive)
+}
+
+// handOff passes an idle cleartext connection to the process that took
+// over (hot restart) when the drain allows it, so that the client's next
+// request is served there rather than racing a close. Nothing of that
+// request has been read: the reader's buffer is empty and the wake-up was a
+// deadline, which consumes no byte. It returns false: this loop is over.
+func (c *h1conn) handOff() bool {
+	d := c.d
+	if !c.canHandOff() || c.br.Buffered() > 0 || c.src.npend > 0 ||
+		!c.dc.state.CompareAndSwap(connIdle, connHandedOff) {
+		return false
+	}
+	if d.handoff(c.dc.raw) {
+		d.l.stats.cxHandedOff.Inc()
+	}
+	return false
+}
+
+// canHandOff reports whether a draining loop may keep c open after its
+// response, to hand it off once idle.
+func (c *h1conn) canHandOff() bool {
+	return c.tlsState == nil && c.d.handoff != nil
 }
 
 func isTimeout(err error) bool {
@@ -428,7 +455,7 @@ func (c *h1conn) writeHeader(status int, h *message.Header, contentLength int64)
 	default:
 		c.closeAfter = true // HTTP/1.0: the body ends with the connection
 	}
-	if c.head.connClose || (c.head.minor == 0 && !c.head.connKeepAlive) || c.d.draining.Load() ||
+	if c.head.connClose || (c.head.minor == 0 && !c.head.connKeepAlive) || (c.d.draining.Load() && !c.canHandOff()) ||
 		(c.req.Body != nil && c.cont.Load() == contSkipped) {
 		// A client that asked for 100-continue and did not get it may or
 		// may not send its body: the connection cannot be reused.

@@ -687,14 +687,14 @@ func startEdgeCtl(t *testing.T, yaml string, drain time.Duration, vars ...string
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	s, err = New(Options{Config: cfg})
+	s, err = New(Options{Config: cfg, DrainTime: drain, ShutdownTime: drain})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	finished := make(chan struct{})
-	go func() { errc <- s.Run(ctx, drain); close(finished) }()
+	go func() { errc <- s.Run(ctx); close(finished) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

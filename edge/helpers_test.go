@@ -37,13 +37,13 @@ func startEdge(t testing.TB, yaml string, vars ...string) *Server {
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, src)
 	}
-	s, err := New(Options{Config: cfg})
+	s, err := New(Options{Config: cfg, DrainTime: 2 * time.Second, ShutdownTime: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, 2*time.Second) }()
+	go func() { done <- s.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -164,7 +164,7 @@ func startH3(t *testing.T, drain time.Duration, vars ...string) *h3Env {
 		e.udp = pc
 		mu.Unlock()
 		return pc, err
-	}})
+	}, DrainTime: drain, ShutdownTime: drain})
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
@@ -172,7 +172,7 @@ func startH3(t *testing.T, drain time.Duration, vars ...string) *h3Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	finished := make(chan struct{})
-	go func() { errc <- s.Run(ctx, drain); close(finished) }()
+	go func() { errc <- s.Run(ctx); close(finished) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -658,7 +658,7 @@ func TestHTTP3ListenPacketError(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.Run(ctx, time.Second); err == nil || !strings.Contains(err.Error(), "no udp here") || !strings.Contains(err.Error(), `"public"`) {
+	if err := s.Run(ctx); err == nil || !strings.Contains(err.Error(), "no udp here") || !strings.Contains(err.Error(), `"public"`) {
 		t.Errorf("Run = %v, want the listener's UDP error", err)
 	}
 }

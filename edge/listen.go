@@ -43,6 +43,9 @@ type downstream struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	draining atomic.Bool
+	// handoff, set before draining when a drain hands idle cleartext
+	// HTTP/1.1 connections to another process, passes one; nil otherwise.
+	handoff func(net.Conn) bool
 
 	ln         net.Listener
 	acceptDone chan struct{}
@@ -62,12 +65,14 @@ const (
 	connClosed // by shutdown, while idle
 	connH2
 	connHijacked
+	connHandedOff // passed to another process during a drain
 )
 
 // downConn is one accepted connection as the listener tracks it.
 type downConn struct {
-	raw   net.Conn
-	state atomic.Int32
+	raw       net.Conn
+	state     atomic.Int32
+	cleartext bool
 }
 
 // newDownstream builds l's connection manager from its config.
@@ -120,8 +125,21 @@ func (d *downstream) serve() error {
 		}
 		delay = 0
 		d.wg.Add(1)
-		go d.serveConn(c)
+		go d.serveConn(c, false)
 	}
+}
+
+// adopt serves c, handed over by another edge process, like an accepted
+// connection whose first request has yet to come.
+func (d *downstream) adopt(c net.Conn) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.draining.Load() {
+		return fmt.Errorf("listener %q is draining", d.l.name)
+	}
+	d.wg.Add(1)
+	go d.serveConn(c, true)
+	return nil
 }
 
 func temporaryAcceptError(err error) bool {
@@ -134,11 +152,17 @@ func temporaryAcceptError(err error) bool {
 }
 
 // serveConn runs one client connection to its end: TLS handshake, protocol
-// choice, then the HTTP/1.1 loop or x/net's HTTP/2 server.
-func (d *downstream) serveConn(raw net.Conn) {
-	dc := &downConn{raw: raw}
+// choice, then the HTTP/1.1 loop or x/net's HTTP/2 server. An adopted
+// connection (handed over by the previous process, already counted there)
+// was idle, so its first request gets timeouts.idle to start.
+func (d *downstream) serveConn(raw net.Conn, adopted bool) {
 	l := d.l
-	l.stats.cxTotal.Inc()
+	dc := &downConn{raw: raw, cleartext: l.tlsConfig == nil}
+	if adopted {
+		l.stats.cxAdopted.Inc()
+	} else {
+		l.stats.cxTotal.Inc()
+	}
 	l.stats.cxActive.Inc()
 	d.mu.Lock()
 	d.conns[dc] = struct{}{}
@@ -161,7 +185,11 @@ func (d *downstream) serveConn(raw net.Conn) {
 	if l.tlsConfig == nil {
 		// The first request head (or the HTTP/2 preface) must arrive
 		// within timeouts.request_headers of the accept.
-		raw.SetReadDeadline(time.Now().Add(d.headTimeout))
+		wait := d.headTimeout
+		if adopted && d.idleTimeout > 0 {
+			wait = d.idleTimeout
+		}
+		raw.SetReadDeadline(time.Now().Add(wait))
 		d.serveHTTP1(dc, raw, nil)
 		return
 	}
@@ -210,24 +238,30 @@ func (d *downstream) serveHTTP2(dc *downConn, c net.Conn) {
 	d.h2.ServeConn(c, &http2.ServeConnOpts{Context: d.ctx, Handler: d.l, BaseConfig: d.h2base})
 }
 
-// shutdown stops accepting, closes idle HTTP/1.1 connections, sends GOAWAY
-// on HTTP/2 ones and waits for the rest to finish their requests (each
-// HTTP/1.1 response then carries connection: close). When ctx is done it
-// closes whatever remains.
-func (d *downstream) shutdown(ctx context.Context) {
+// shutdown stops accepting, closes idle HTTP/1.1 connections (or, with
+// handoff, passes the cleartext ones to another process), sends GOAWAY on
+// HTTP/2 ones and waits for the rest to finish their requests (each
+// HTTP/1.1 response then carries connection: close, unless the connection
+// is to be handed off after it). When soft is done it closes idle and
+// upgraded (WebSocket) connections; when hard is done, whatever remains.
+func (d *downstream) shutdown(soft, hard context.Context, handoff func(net.Conn) bool) {
+	d.mu.Lock()
+	d.handoff = handoff
 	d.draining.Store(true)
+	d.mu.Unlock()
 	if d.ln != nil {
 		d.ln.Close()
 		<-d.acceptDone
 	}
-	// No connection goroutine starts after the accept loop ended, so
-	// waiting on the group now is safe.
+	// No connection goroutine starts after the accept loop ended and
+	// draining is set (adopt checks it), so waiting on the group is safe.
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	softDone := soft.Done()
 	for {
-		d.closeIdle()
+		d.closeIdle(handoff != nil)
 		if d.h2base != nil && d.has(connH2) {
 			// x/net's ServeConn registers each connection with the
 			// BaseConfig's shutdown hook; Shutdown runs the hook, which
@@ -240,7 +274,11 @@ func (d *downstream) shutdown(ctx context.Context) {
 		select {
 		case <-done:
 			return
-		case <-ctx.Done():
+		case <-softDone:
+			softDone = nil
+			d.closeState(connHijacked)
+			d.closeIdle(false)
+		case <-hard.Done():
 			d.cancel()
 			d.closeAll()
 			select {
@@ -254,12 +292,33 @@ func (d *downstream) shutdown(ctx context.Context) {
 	}
 }
 
-// closeIdle closes the HTTP/1.1 connections waiting for a request.
-func (d *downstream) closeIdle() {
+// closeIdle closes the HTTP/1.1 connections waiting for a request. With
+// kick, cleartext ones are only woken (their read deadline set to now): the
+// connection's own goroutine then hands it off, which is safe because it
+// knows that no byte of a next request has been read.
+func (d *downstream) closeIdle(kick bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := time.Now()
+	for dc := range d.conns {
+		if kick && dc.cleartext {
+			if dc.state.Load() == connIdle {
+				dc.raw.SetReadDeadline(now)
+			}
+			continue
+		}
+		if dc.state.CompareAndSwap(connIdle, connClosed) {
+			dc.raw.Close()
+		}
+	}
+}
+
+// closeState closes the connections in the given state.
+func (d *downstream) closeState(state int32) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for dc := range d.conns {
-		if dc.state.CompareAndSwap(connIdle, connClosed) {
+		if dc.state.Load() == state {
 			dc.raw.Close()
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgeproxy/edge/edge/accesslog"
@@ -42,10 +43,37 @@ type Options struct {
 	// TicketKeys encrypt TLS session tickets; nil means fresh keys. Hot
 	// restart passes the parent's so that sessions resume across it.
 	TicketKeys *edgetls.TicketKeys
+	// DrainTime is how long a drain lets connections finish on their own
+	// (--drain-time; 0 means DefaultDrainTime). When it ends, idle and
+	// upgraded (WebSocket) connections are closed.
+	DrainTime time.Duration
+	// ShutdownTime is when a drain closes whatever remains, counted from
+	// its start (--parent-shutdown-time; 0 means DefaultShutdownTime). It
+	// is never shorter than DrainTime.
+	ShutdownTime time.Duration
+	// Epoch is the hot restart generation (0 for the first process),
+	// reported by the admin API and the server_hot_restart_epoch gauge.
+	Epoch int
+	// LogLevel, when set, is the level of Logger's handler, so that the
+	// admin API can change it at run time.
+	LogLevel *slog.LevelVar
 
 	// validating: compile only (edge validate): no OCSP fetches.
 	validating bool
 }
+
+// Default drain timers, as Envoy's --drain-time-s and
+// --parent-shutdown-time-s.
+const (
+	DefaultDrainTime    = 600 * time.Second
+	DefaultShutdownTime = 900 * time.Second
+)
+
+// Handoff passes an idle cleartext HTTP/1.1 connection of the named
+// listener to another process (the hot restart child), which serves its next
+// request. It reports whether the connection was passed; either way the
+// caller then closes its own descriptor.
+type Handoff func(listener string, c net.Conn) bool
 
 // Server is a running edge: listeners, the forwarding core, clusters and
 // the admin server, all built from one config.
@@ -68,9 +96,23 @@ type Server struct {
 	stapler *edgetls.Stapler // nil while validating
 	acme    []*edgetls.ACME
 
+	drainTime, shutdownTime time.Duration
+	epoch                   int
+	logLevel                *slog.LevelVar
+
+	// healthFailed makes /ready answer 503 (admin /healthcheck/fail) while
+	// traffic still flows.
+	healthFailed atomic.Bool
+
 	mu    sync.Mutex
 	addrs map[string]net.Addr
 	ready chan struct{}
+
+	drainOnce    sync.Once
+	drainStarted chan struct{} // closed when a drain starts
+	drained      chan struct{} // closed when every listener has drained
+	quit         chan struct{} // closed by Quit
+	quitOnce     sync.Once
 }
 
 // listenerRuntime is one listener's compiled state: everything a request
@@ -105,6 +147,9 @@ type listenerRuntime struct {
 type listenerStats struct {
 	cxTotal  stats.Counter
 	cxActive stats.Gauge
+	// Idle HTTP/1.1 connections handed to (adopted from) another process
+	// during a hot restart drain.
+	cxHandedOff, cxAdopted stats.Counter
 	// TLS handshakes completed (resumed ones included), resumed, and failed.
 	tlsHandshake, tlsSessionReused, tlsHandshakeError stats.Counter
 	rqTotal                                           stats.Counter
@@ -123,7 +168,22 @@ func New(o Options) (*Server, error) {
 		version: o.Version,
 		addrs:   map[string]net.Addr{},
 		ready:   make(chan struct{}),
+
+		drainTime:    o.DrainTime,
+		shutdownTime: o.ShutdownTime,
+		epoch:        o.Epoch,
+		logLevel:     o.LogLevel,
+		drainStarted: make(chan struct{}),
+		drained:      make(chan struct{}),
+		quit:         make(chan struct{}),
 	}
+	if s.drainTime <= 0 {
+		s.drainTime = DefaultDrainTime
+	}
+	if s.shutdownTime <= 0 {
+		s.shutdownTime = DefaultShutdownTime
+	}
+	s.shutdownTime = max(s.shutdownTime, s.drainTime)
 	s.listenPacket = o.ListenPacket
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -250,6 +310,8 @@ func (s *Server) compile() error {
 		lbl := stats.Label{Name: "listener", Value: lc.Name}
 		l.stats.cxTotal = s.stats.Counter("edge_listener_downstream_cx_total", "Downstream connections accepted.", lbl)
 		l.stats.cxActive = s.stats.Gauge("edge_listener_downstream_cx_active", "Downstream connections open.", lbl)
+		l.stats.cxHandedOff = s.stats.Counter("edge_listener_downstream_cx_handed_off", "Idle connections passed to the next process during a hot restart drain.", lbl)
+		l.stats.cxAdopted = s.stats.Counter("edge_listener_downstream_cx_adopted", "Idle connections taken over from the previous process during a hot restart.", lbl)
 		if lc.TLS != nil {
 			l.stats.tlsHandshake = s.stats.Counter("edge_listener_downstream_tls_handshake_total", "TLS handshakes completed, resumed ones included.", lbl)
 			l.stats.tlsSessionReused = s.stats.Counter("edge_listener_downstream_tls_session_reused", "TLS handshakes that resumed a session.", lbl)
@@ -298,10 +360,9 @@ func alpn(protocols []string) []string {
 	return out
 }
 
-// Run opens every listener, serves until ctx is done, then shuts down
-// gracefully: listeners close, in-flight requests get up to drain to
-// finish.
-func (s *Server) Run(ctx context.Context, drain time.Duration) error {
+// Run opens every listener and serves until ctx is done or Quit is called,
+// then drains (see Drain) and stops.
+func (s *Server) Run(ctx context.Context) error {
 	s.started = time.Now()
 	if err := s.clusters.Start(ctx); err != nil {
 		// A DNS name that does not resolve yet is not fatal: its cluster
@@ -367,9 +428,12 @@ func (s *Server) Run(ctx context.Context, drain time.Duration) error {
 	var err error
 	select {
 	case <-ctx.Done():
+	case <-s.quit:
 	case err = <-errc:
 	}
-	s.shutdown(drain)
+	s.Drain(nil)
+	<-s.drained
+	s.stop()
 	return err
 }
 
@@ -380,9 +444,28 @@ func serveErr(err error) error {
 	return err
 }
 
-func (s *Server) shutdown(drain time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), drain)
-	defer cancel()
+// Drain stops accepting on every listener and lets open connections end:
+// HTTP/1.1 responses carry connection: close, HTTP/2 and HTTP/3 get
+// GOAWAY, idle HTTP/1.1 connections are closed — or, when handoff is not
+// nil, the cleartext ones are handed to another process instead, even after
+// their current response. When DrainTime ends, idle and upgraded
+// (WebSocket) connections are closed; at ShutdownTime, everything left.
+// Drain returns at once; Drained tells when it is over. Only the first call
+// has an effect. The admin API keeps serving.
+func (s *Server) Drain(handoff Handoff) {
+	s.drainOnce.Do(func() {
+		close(s.drainStarted)
+		s.logger.Info("draining listeners", "drain_time", s.drainTime, "shutdown_time", s.shutdownTime, "handoff", handoff != nil)
+		go s.drain(handoff)
+	})
+}
+
+func (s *Server) drain(handoff Handoff) {
+	defer close(s.drained)
+	soft, cancelSoft := context.WithTimeout(context.Background(), s.drainTime)
+	defer cancelSoft()
+	hard, cancelHard := context.WithTimeout(context.Background(), s.shutdownTime)
+	defer cancelHard()
 	var wg sync.WaitGroup
 	for _, l := range s.listeners {
 		wg.Add(1)
@@ -391,18 +474,57 @@ func (s *Server) shutdown(drain time.Duration) {
 			var h3done chan struct{}
 			if l.h3 != nil {
 				h3done = make(chan struct{})
-				go func() { defer close(h3done); l.h3.shutdown(ctx) }()
+				go func() { defer close(h3done); l.h3.shutdown(hard) }()
 			}
-			l.down.shutdown(ctx)
+			var h func(net.Conn) bool
+			if handoff != nil {
+				h = func(c net.Conn) bool { return handoff(l.name, c) }
+			}
+			l.down.shutdown(soft, hard, h)
 			if h3done != nil {
 				<-h3done
-			}
-			if l.accessLog != nil {
-				l.accessLog.Close()
 			}
 		}()
 	}
 	wg.Wait()
+}
+
+// Draining is closed when a drain starts.
+func (s *Server) Draining() <-chan struct{} { return s.drainStarted }
+
+// Drained is closed when a drain has ended: every connection is gone.
+func (s *Server) Drained() <-chan struct{} { return s.drained }
+
+// Quit makes Run drain and return (admin /quitquitquit).
+func (s *Server) Quit() { s.quitOnce.Do(func() { close(s.quit) }) }
+
+// Adopt serves c, a connection another edge process handed over (see
+// Handoff), as if the named listener had accepted it. It fails when the
+// listener does not exist here or is draining; the caller then closes c.
+func (s *Server) Adopt(listener string, c net.Conn) error {
+	for _, l := range s.listeners {
+		if l.name == listener {
+			return l.down.adopt(c)
+		}
+	}
+	return fmt.Errorf("no listener %q here", listener)
+}
+
+// StopAdmin closes the admin listener, so that a hot restart child's
+// admin server answers alone.
+func (s *Server) StopAdmin() {
+	if s.admin != nil {
+		s.admin.srv.Close()
+	}
+}
+
+// stop releases what serving needed, after the drain.
+func (s *Server) stop() {
+	for _, l := range s.listeners {
+		if l.accessLog != nil {
+			l.accessLog.Close()
+		}
+	}
 	if s.admin != nil {
 		s.admin.srv.Close()
 	}

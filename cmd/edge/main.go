@@ -93,9 +93,9 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 			cfg, err := loadConfig(path)
 			if err == nil {
 				var srv *edge.Server
-				srv, err = edge.New(edge.Options{Config: cfg, Logger: logger, Version: buildVersion()})
+				srv, err = edge.New(edge.Options{Config: cfg, Logger: logger, Version: buildVersion(), DrainTime: drainTime})
 				if err == nil {
-					return serve(cmd.Context(), srv, drainTime, path == "", stdout, stderr, logger)
+					return serve(cmd.Context(), srv, path == "", stdout, stderr, logger)
 				}
 			}
 			fmt.Fprintln(stderr, "edge: invalid config:")
@@ -110,7 +110,7 @@ func runCmd(stdout, stderr io.Writer) *cobra.Command {
 	return cmd
 }
 
-func serve(ctx context.Context, srv *edge.Server, drain time.Duration, demo bool, stdout, stderr io.Writer, logger *slog.Logger) error {
+func serve(ctx context.Context, srv *edge.Server, demo bool, stdout, stderr io.Writer, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	sigs := make(chan os.Signal, 1)
@@ -140,7 +140,7 @@ func serve(ctx context.Context, srv *edge.Server, drain time.Duration, demo bool
 			}
 		}()
 	}
-	if err := srv.Run(ctx, drain); err != nil {
+	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "edge:", err)
 		return err
 	}

@@ -98,16 +98,19 @@ type Metric struct {
 	Kind   Kind
 	Labels []Label
 	p      *atomic.Uint64
+	key    string
 }
 
 // Key returns the string the metric is registered under: the name, then
 // each label as NUL name=value. It is the key an Allocator receives.
-func (m *Metric) Key() string { return key(m.Name, m.Labels) }
+func (m *Metric) Key() string { return m.key }
 
 // Store owns the slab and the metric descriptions.
 type Store struct {
 	slots []atomic.Uint64
 	alloc Allocator
+	// gaugeSum, when set, reads a gauge's value across processes.
+	gaugeSum func(key string) int64
 
 	mu      sync.Mutex
 	metrics []*Metric
@@ -139,6 +142,25 @@ type Allocator func(key string, kind Kind) (*atomic.Uint64, error)
 // store still keeps the metric descriptions; the slot limit is alloc's.
 func NewStoreWith(alloc Allocator) *Store {
 	return &Store{alloc: alloc, byKey: make(map[string]*Metric)}
+}
+
+// SumGaugesWith makes Each and Lookup report a gauge as sum(key) instead of
+// this process's own value: during a hot restart drain, the parent's and the
+// child's together (hotrestart/shmstats.Region.GaugeSum). Call it before
+// the store is read.
+func (s *Store) SumGaugesWith(sum func(key string) int64) { s.gaugeSum = sum }
+
+// value reads m as a float: counters as unsigned, gauges as signed (summed
+// across processes when SumGaugesWith is set).
+func (s *Store) value(m *Metric) float64 {
+	v := m.p.Load()
+	if m.Kind != KindGauge {
+		return float64(v)
+	}
+	if s.gaugeSum != nil {
+		return float64(s.gaugeSum(m.key))
+	}
+	return float64(int64(v))
 }
 
 func key(name string, labels []Label) string {
@@ -175,7 +197,7 @@ func (s *Store) register(name, help string, kind Kind, labels []Label) (*atomic.
 		}
 		p = &s.slots[len(s.metrics)]
 	}
-	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), p: p}
+	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), p: p, key: k}
 	s.metrics = append(s.metrics, m)
 	s.byKey[k] = m
 	return m.p, nil
@@ -207,12 +229,7 @@ func (s *Store) Each(f func(m *Metric, value float64)) {
 	ms := slices.Clone(s.metrics)
 	s.mu.Unlock()
 	for _, m := range ms {
-		v := m.p.Load()
-		if m.Kind == KindGauge {
-			f(m, float64(int64(v)))
-		} else {
-			f(m, float64(v))
-		}
+		f(m, s.value(m))
 	}
 }
 
@@ -225,9 +242,5 @@ func (s *Store) Lookup(name string, labels ...Label) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
-	v := m.p.Load()
-	if m.Kind == KindGauge {
-		return float64(int64(v)), true
-	}
-	return float64(v), true
+	return s.value(m), true
 }
