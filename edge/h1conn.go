@@ -132,7 +132,7 @@ func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, tlsState *tls.Conne
 	c.clLeft = -1
 	c.ctx, c.cancel = context.WithCancel(d.ctx)
 
-	if !isTLS && d.h2 != nil {
+	if !isTLS && d.h2 != nil && !dc.adopted {
 		h2, err := c.sniffPreface()
 		if err != nil {
 			c.release()
@@ -210,7 +210,7 @@ func (c *h1conn) release() {
 // serve is the request loop.
 func (c *h1conn) serve() {
 	d := c.d
-	for first := true; ; first = false {
+	for first := !c.dc.adopted; ; first = false {
 		if !first && !c.waitRequest() {
 			return
 		}

@@ -73,6 +73,7 @@ type downConn struct {
 	raw       net.Conn
 	state     atomic.Int32
 	cleartext bool
+	adopted   bool // handed over idle by the previous process
 }
 
 // newDownstream builds l's connection manager from its config.
@@ -153,11 +154,11 @@ func temporaryAcceptError(err error) bool {
 
 // serveConn runs one client connection to its end: TLS handshake, protocol
 // choice, then the HTTP/1.1 loop or x/net's HTTP/2 server. An adopted
-// connection (handed over by the previous process, already counted there)
-// was idle, so its first request gets timeouts.idle to start.
+// connection (a cleartext HTTP/1.1 one handed over idle by the previous
+// process, which counted it) starts as an idle one.
 func (d *downstream) serveConn(raw net.Conn, adopted bool) {
 	l := d.l
-	dc := &downConn{raw: raw, cleartext: l.tlsConfig == nil}
+	dc := &downConn{raw: raw, cleartext: l.tlsConfig == nil, adopted: adopted}
 	if adopted {
 		l.stats.cxAdopted.Inc()
 	} else {
@@ -184,12 +185,9 @@ func (d *downstream) serveConn(raw net.Conn, adopted bool) {
 
 	if l.tlsConfig == nil {
 		// The first request head (or the HTTP/2 preface) must arrive
-		// within timeouts.request_headers of the accept.
-		wait := d.headTimeout
-		if adopted && d.idleTimeout > 0 {
-			wait = d.idleTimeout
-		}
-		raw.SetReadDeadline(time.Now().Add(wait))
+		// within timeouts.request_headers of the accept. An adopted
+		// connection waits for its next request as an idle one does.
+		raw.SetReadDeadline(time.Now().Add(d.headTimeout))
 		d.serveHTTP1(dc, raw, nil)
 		return
 	}

@@ -409,15 +409,15 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, len(lns)+len(h3s)+1)
 	for i, l := range s.listeners {
 		l.down.listen(lns[i])
-		go func() { errc <- l.down.serve() }()
+		go func() { sendErr(errc, l.down.serve()) }()
 		s.logger.Info("listening", "listener", l.name, "address", lns[i].Addr().String(), "tls", l.tlsConfig != nil, "protocols", l.cfg.Protocols)
 		if l.h3 != nil {
-			go func() { errc <- l.h3.serve() }()
+			go func() { sendErr(errc, l.h3.serve()) }()
 			s.logger.Info("listening", "listener", l.name, "address", l.h3.pc.LocalAddr().String(), "network", "udp", "protocols", []string{"http3"})
 		}
 	}
 	if adminLn != nil {
-		go func() { errc <- serveErr(s.admin.srv.Serve(adminLn)) }()
+		go func() { sendErr(errc, serveErr(s.admin.srv.Serve(adminLn))) }()
 		s.logger.Info("admin listening", "address", adminLn.Addr().String())
 	}
 	for _, m := range s.acme {
@@ -435,6 +435,14 @@ func (s *Server) Run(ctx context.Context) error {
 	<-s.drained
 	s.stop()
 	return err
+}
+
+// sendErr reports a serving failure to Run; a server that ended because
+// it was told to (drain, StopAdmin) reports nothing.
+func sendErr(errc chan<- error, err error) {
+	if err != nil {
+		errc <- err
+	}
 }
 
 func serveErr(err error) error {

@@ -15,8 +15,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,6 +36,26 @@ var buildEdge = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// nextBaseID returns a --base-id no other edge started by this test
+// binary (or, very likely, by another test binary running alongside) uses,
+// so that control sockets and shared stats regions do not meet.
+func nextBaseID() int {
+	return int(baseIDs.Add(1)) + os.Getpid()%100000*100
+}
+
+var baseIDs atomic.Int32
+
+// runtimeDir is an owner-only directory for control sockets, short enough
+// for a unix socket path.
+func runtimeDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "edge-rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
 
 func freePort(t *testing.T) string {
 	t.Helper()
@@ -61,7 +83,9 @@ func startProcess(t *testing.T, config, admin string) *process {
 		t.Fatal(err)
 	}
 	p := &process{admin: admin, out: &strings.Builder{}}
-	p.cmd = exec.Command(bin, "run", "-c", config, "--log-level", "warn", "--drain-time", "2s")
+	p.cmd = exec.Command(bin, "run", "-c", config, "--log-level", "warn", "--drain-time", "2s",
+		"--base-id", strconv.Itoa(nextBaseID()))
+	p.cmd.Env = append(os.Environ(), "EDGE_RUNTIME_DIR="+runtimeDir(t))
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	var mu sync.Mutex

@@ -22,6 +22,10 @@ import (
 	"github.com/edgeproxy/edge/configs"
 	"github.com/edgeproxy/edge/edge"
 	"github.com/edgeproxy/edge/edge/config"
+	"github.com/edgeproxy/edge/edge/stats"
+	"github.com/edgeproxy/edge/hotrestart"
+	"github.com/edgeproxy/edge/hotrestart/shmstats"
+	edgetls "github.com/edgeproxy/edge/tls"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -60,7 +64,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(runCmd(stdout, stderr), validateCmd(stdout, stderr), versionCmd(stdout))
+	root.AddCommand(runCmd(stdout, stderr), restartCmd(stdout, stderr), validateCmd(stdout, stderr), versionCmd(stdout))
 	return root
 }
 
@@ -74,77 +78,202 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func runCmd(stdout, stderr io.Writer) *cobra.Command {
-	var (
-		path      string
-		drainTime time.Duration
-		logLevel  string
-		logFormat string
-	)
+	var f runFlags
 	cmd := &cobra.Command{
 		Use:   "run [-c FILE]",
 		Short: "serve a config (the embedded default when -c is not given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(stderr, logLevel, logFormat)
-			if err != nil {
-				fmt.Fprintln(stderr, "edge:", err)
-				return err
-			}
-			cfg, err := loadConfig(path)
-			if err == nil {
-				var srv *edge.Server
-				srv, err = edge.New(edge.Options{Config: cfg, Logger: logger, Version: buildVersion(), DrainTime: drainTime})
-				if err == nil {
-					return serve(cmd.Context(), srv, path == "", stdout, stderr, logger)
-				}
-			}
-			fmt.Fprintln(stderr, "edge: invalid config:")
-			fmt.Fprintln(stderr, indent(err.Error()))
-			return err
+			return run(cmd.Context(), f, stdout, stderr)
 		},
 	}
-	cmd.Flags().StringVarP(&path, "config", "c", "", "config file (YAML); default: the embedded demo config")
-	cmd.Flags().DurationVar(&drainTime, "drain-time", 600*time.Second, "how long in-flight requests may take to finish on shutdown")
-	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	cmd.Flags().StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	cmd.Flags().StringVarP(&f.path, "config", "c", "", "config file (YAML); default: the embedded demo config")
+	cmd.Flags().IntVar(&f.baseID, "base-id", 0, "tells apart edges on one machine: names the hot restart control socket and shared stats")
+	cmd.Flags().DurationVar(&f.drainTime, "drain-time", edge.DefaultDrainTime, "how long a draining edge lets connections finish before closing idle and WebSocket ones")
+	cmd.Flags().DurationVar(&f.shutdownTime, "parent-shutdown-time", edge.DefaultShutdownTime, "when a draining edge closes whatever remains and exits")
+	cmd.Flags().StringVar(&f.pidFile, "pid-file", "", "write the PID of the serving process here (for systemd's PIDFile=)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
 }
 
-func serve(ctx context.Context, srv *edge.Server, demo bool, stdout, stderr io.Writer, logger *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case sig := <-sigs:
-				if sig == syscall.SIGUSR1 {
-					srv.ReopenLogs()
-				} else {
-					logger.Warn("SIGHUP ignored: this build cannot hot restart yet")
-				}
-			}
-		}
-	}()
-	if demo {
-		go func() {
-			select {
-			case <-srv.Ready():
-				fmt.Fprintf(stdout, "edge %s is serving its embedded default config.\n", buildVersion())
-				fmt.Fprint(stdout, demoHelp)
-			case <-ctx.Done():
-			}
-		}()
-	}
-	if err := srv.Run(ctx); err != nil {
+type runFlags struct {
+	path                    string
+	baseID                  int
+	drainTime, shutdownTime time.Duration
+	pidFile                 string
+	logLevel, logFormat     string
+}
+
+// run serves one generation: it takes over from the previous one when
+// there is one, serves until told to stop or until the next generation
+// takes over, then drains.
+func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
+	level := new(slog.LevelVar)
+	logger, err := newLogger(stderr, f.logLevel, f.logFormat, level)
+	if err != nil {
 		fmt.Fprintln(stderr, "edge:", err)
 		return err
 	}
-	return nil
+	if f.shutdownTime < f.drainTime {
+		err := fmt.Errorf("--parent-shutdown-time (%s) must not be shorter than --drain-time (%s)", f.shutdownTime, f.drainTime)
+		fmt.Fprintln(stderr, "edge:", err)
+		return err
+	}
+	proc, err := hotrestart.Start(hotrestart.Options{BaseID: f.baseID, Logger: logger, PIDFile: f.pidFile, Binary: buildVersion()})
+	if err != nil {
+		fmt.Fprintln(stderr, "edge:", err)
+		return err
+	}
+	fail := func(what string, err error) error {
+		proc.Fail(err)
+		proc.Stop()
+		fmt.Fprintf(stderr, "edge: %s:\n%s\n", what, indent(err.Error()))
+		return err
+	}
+	cfg, err := loadConfig(f.path)
+	if err != nil {
+		return fail("invalid config", err)
+	}
+	if proc.Epoch() == 0 {
+		// A fresh start: counters begin at zero.
+		if err := shmstats.Remove(f.baseID); err != nil {
+			return fail("shared stats", err)
+		}
+	}
+	region, err := shmstats.Open(f.baseID, stats.DefaultSlots)
+	if err != nil {
+		return fail("shared stats", err)
+	}
+	defer region.Close()
+	store := stats.NewStoreWith(region.Slot)
+	store.SumGaugesWith(region.GaugeSum)
+	keys, err := edgetls.NewTicketKeys(0, 0)
+	if err == nil && proc.TicketKeys() != nil {
+		err = keys.Import(proc.TicketKeys())
+	}
+	if err != nil {
+		return fail("TLS session ticket keys", err)
+	}
+	proc.SetTicketKeys(keys.Export)
+	srv, err := edge.New(edge.Options{
+		Config: cfg, Logger: logger, LogLevel: level, Version: buildVersion(), Stats: store,
+		Listen: proc.Listen, ListenPacket: proc.ListenPacket, TicketKeys: keys, Epoch: proc.Epoch(),
+		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime,
+	})
+	if err != nil {
+		return fail("invalid config", err)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	runErr := make(chan error, 1)
+	go func() { runErr <- srv.Run(runCtx) }()
+	select {
+	case <-srv.Ready():
+	case err := <-runErr:
+		if err == nil {
+			err = errors.New("stopped before it was ready")
+		}
+		return fail("starting", err)
+	case <-ctx.Done():
+		cancelRun()
+		<-runErr
+		proc.Stop()
+		return nil
+	}
+	if err := proc.Ready(srv.Adopt); err != nil {
+		cancelRun()
+		<-runErr
+		return fail("hot restart", err)
+	}
+	if f.path == "" && proc.Epoch() == 0 {
+		fmt.Fprintf(stdout, "edge %s is serving its embedded default config.\n", buildVersion())
+		fmt.Fprint(stdout, demoHelp)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				srv.ReopenLogs()
+				continue
+			}
+			go func() {
+				if res, err := proc.Restart(); err != nil {
+					logger.Error("SIGHUP: hot restart failed", "err", err)
+				} else {
+					logger.Info("SIGHUP: hot restart done", "pid", res.PID, "epoch", res.Epoch)
+				}
+			}()
+		case <-proc.Exit():
+			// A child took over: it answers the control socket and the
+			// admin port now; this process drains, then exits.
+			proc.StopControl()
+			srv.StopAdmin()
+			srv.Drain(proc.Handoff)
+			select {
+			case <-srv.Drained():
+				logger.Info("drained; exiting", "epoch", proc.Epoch())
+			case <-proc.Terminate():
+				logger.Warn("ending before the drain is over: a newer generation is starting", "epoch", proc.Epoch())
+				region.Close()
+				os.Exit(0)
+			case <-ctx.Done():
+				logger.Warn("stopped by a signal while draining", "epoch", proc.Epoch())
+			}
+			cancelRun()
+			<-runErr
+			proc.Stop()
+			return nil
+		case <-ctx.Done():
+			cancelRun()
+			err := <-runErr
+			proc.Stop()
+			shmstats.Remove(f.baseID)
+			if err != nil {
+				fmt.Fprintln(stderr, "edge:", err)
+			}
+			return err
+		case err := <-runErr:
+			// Quit through the admin API, or a listener failed.
+			proc.Stop()
+			shmstats.Remove(f.baseID)
+			if err != nil {
+				fmt.Fprintln(stderr, "edge:", err)
+			}
+			return err
+		}
+	}
+}
+
+func restartCmd(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		baseID  int
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "restart [--base-id N]",
+		Short: "hot restart the running edge from the binary and config on disk; exits 0 once the new process is ready",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := hotrestart.Restart(baseID, timeout)
+			if err != nil {
+				fmt.Fprintf(stderr, "edge restart: the running edge keeps serving; the restart failed:\n%s\n", indent(err.Error()))
+				return err
+			}
+			fmt.Fprintf(stdout, "edge restarted: pid %d, epoch %d\n", res.PID, res.Epoch)
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&baseID, "base-id", 0, "the --base-id the running edge was started with")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the new process")
+	return cmd
 }
 
 const demoHelp = `Try:
@@ -197,8 +326,9 @@ func versionCmd(stdout io.Writer) *cobra.Command {
 	}
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
+// newLogger builds the process logger; its level is lv's, set from level
+// and changeable at run time (admin /logging).
+func newLogger(w io.Writer, level, format string, lv *slog.LevelVar) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
 	}
