@@ -891,3 +891,28 @@ func TestHotRestartTLSResumption(t *testing.T) {
 		t.Error("the session did not resume on the new process")
 	}
 }
+
+// TestSecondEdgeOnSameBaseIDRefused: a second `edge run` with the base id
+// of a running edge is refused with the way out, and the first serves on.
+func TestSecondEdgeOnSameBaseIDRefused(t *testing.T) {
+	cfg, admin, public, _ := hotEdgeConfig(t)
+	e := startHotEdge(t, cfg, admin)
+	other, otherAdmin, _, _ := hotEdgeConfig(t)
+	path := filepath.Join(t.TempDir(), "other.yaml")
+	os.WriteFile(path, []byte(other), 0o600)
+	cmd := exec.Command(e.bin, "run", "-c", path, "--base-id", strconv.Itoa(e.baseID))
+	cmd.Env = e.env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already running") || !strings.Contains(string(out), "edge restart --base-id") {
+		t.Errorf("second edge on base id %d: err %v, output:\n%s", e.baseID, err, out)
+	}
+	if resp, err := http.Get("http://" + otherAdmin + "/ready"); err == nil {
+		resp.Body.Close()
+		t.Error("the second edge served its admin API")
+	}
+	resp, err := http.Get("http://" + public + "/first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
