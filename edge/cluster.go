@@ -18,6 +18,9 @@ type clusterRuntime struct {
 		rqRetry         stats.Counter
 		rqRetrySuccess  stats.Counter
 		rqRetryOverflow stats.Counter
+		// rqTime is each upstream try's time, from sending the request to
+		// the end of its response (upstream_rq_time).
+		rqTime stats.Histogram
 	}
 }
 
@@ -34,5 +37,7 @@ func newClusterRuntime(st *stats.Store, c *upstream.Cluster) *clusterRuntime {
 	cs.rqRetry = st.Counter("edge_cluster_upstream_rq_retry", "Retries sent.", lbl)
 	cs.rqRetrySuccess = st.Counter("edge_cluster_upstream_rq_retry_success", "Requests that succeeded after at least one retry.", lbl)
 	cs.rqRetryOverflow = st.Counter("edge_cluster_upstream_rq_retry_overflow", "Retries refused by the max_retries circuit breaker.", lbl)
+	cs.rqTime = st.Histogram("edge_cluster_upstream_rq_time", "Milliseconds from sending an upstream try to the end of its response; tries that got no response are not counted.",
+		stats.DefaultBounds(), lbl)
 	return cr
 }

@@ -85,6 +85,7 @@ func (l *listenerRuntime) serve(ctx context.Context, req *message.Request, rw re
 	l.stats.rqActive.Dec()
 	l.stats.rqClass[statusClass(e.Status)].Inc()
 	e.Duration = time.Since(e.Start)
+	l.stats.rqTime.Observe(e.Duration)
 	if l.accessLog != nil {
 		l.accessLog.Log(e)
 	}
@@ -231,10 +232,14 @@ func (x *exchange) forward(ctx context.Context, vh *router.VirtualHost, rt *rout
 	x.entry.UpstreamServiceTime = time.Since(start)
 	cl.rqClass[statusClass(resp.Status)].Inc()
 	if resp.Status == 101 && resp.Upgraded != nil {
+		// An upgrade's response ends with its head; the tunnel is not
+		// part of the request's time.
+		cl.stats.rqTime.Observe(time.Since(res.start))
 		x.tunnel(resp, vh, rt)
 		return
 	}
 	x.respond(ctx, resp, vh, rt)
+	cl.stats.rqTime.Observe(time.Since(res.start))
 	host.Release(resp)
 }
 
@@ -272,7 +277,7 @@ func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err er
 		if overallTimeout {
 			cl.stats.rqTimeout.Inc()
 		}
-		cl.rqClass[3].Inc()
+		cl.rqClass[4].Inc() // 504
 		x.errorReply(504, "upstream request timeout")
 	case kind == upstream.ConnectFailure:
 		x.entry.Flags |= accesslog.UpstreamConnectionFailure
@@ -288,7 +293,7 @@ func (x *exchange) upstreamError(ctx context.Context, cl *clusterRuntime, err er
 		x.errorReply(400, "request body could not be read")
 	default:
 		x.entry.Flags |= accesslog.UpstreamProtocolError
-		cl.rqClass[3].Inc()
+		cl.rqClass[4].Inc() // 502
 		x.errorReply(502, "upstream sent an invalid response")
 	}
 	x.l.logger.Debug("upstream request failed", "listener", x.l.name, "cluster", cl.up.Name, "upstream", x.entry.UpstreamHost, "err", err)

@@ -25,19 +25,25 @@ import (
 // reach the forwarding core as message.Requests with ProtoMajor 3.
 //
 // The socket is opened through Options.ListenPacket and owned by edge, not
-// by quic-go: hot restart can pass an inherited one. The Transport is built
-// here (not by http3.Server.Serve) so that stateless reset and address
-// token keys can later be shared across generations.
+// by quic-go: hot restart passes an inherited one (wrapped so that packets
+// of the previous generation's connections go back to it). The Transport
+// is built here (not by http3.Server.Serve) so that its connection IDs and
+// stateless reset and address token keys come from Options.QUIC.
 //
 // Non-goals for now: 0-RTT (early data is replayable and the core forwards
 // any method, so it is off), HTTP/3 datagrams, CONNECT and extended
 // CONNECT (WebSocket over HTTP/3; answered 501 like CONNECT on HTTP/1.1),
 // moving QUIC connections to a new process on hot restart (they drain
-// with GOAWAY).
+// with GOAWAY on the old one).
 
 // altSvcMaxAge is the ma parameter of the Alt-Svc field: how long, in
 // seconds, a client may remember that HTTP/3 is offered.
 const altSvcMaxAge = 86400
+
+// h3HandoffGrace is how long a draining process that handed its QUIC socket
+// to a hot restart child keeps accepting the connections whose handshakes
+// were under way.
+const h3HandoffGrace = time.Second
 
 // h3server serves one listener's HTTP/3.
 type h3server struct {
@@ -49,6 +55,9 @@ type h3server struct {
 	// headTimeout bounds the probe for a request body that is not
 	// announced (see ServeHTTP).
 	headTimeout time.Duration
+
+	// quicOpts are the Transport settings shared across hot restarts.
+	quicOpts QUICOptions
 
 	pc net.PacketConn
 	tr *quic.Transport
@@ -67,9 +76,9 @@ type h3conn struct {
 
 // newH3Server builds l's HTTP/3 server from its config and TLS config;
 // nothing is bound until listen.
-func newH3Server(l *listenerRuntime) *h3server {
+func newH3Server(l *listenerRuntime, qo QUICOptions) *h3server {
 	lc := l.cfg
-	h := &h3server{l: l, headTimeout: lc.Timeouts.RequestHeaders.D()}
+	h := &h3server{l: l, headTimeout: lc.Timeouts.RequestHeaders.D(), quicOpts: qo}
 
 	// quic-go clones the config again and enforces TLS 1.3 itself, also on
 	// configs from GetConfigForClient; ConfigureTLSConfig makes those
@@ -124,7 +133,13 @@ func (h *h3server) listenOn(pc net.PacketConn) error {
 		return fmt.Errorf("udp address %q: %w", pc.LocalAddr(), err)
 	}
 	h.pc = pc
-	h.tr = &quic.Transport{Conn: pc, ConnContext: h.connOpened}
+	h.tr = &quic.Transport{
+		Conn:                  pc,
+		ConnContext:           h.connOpened,
+		ConnectionIDGenerator: h.quicOpts.ConnectionIDGenerator,
+		StatelessResetKey:     h.quicOpts.StatelessResetKey,
+		TokenGeneratorKey:     h.quicOpts.TokenGeneratorKey,
+	}
 	// Listen, not ListenEarly: with 0-RTT off, connections are handed
 	// over once the handshake is complete, which the stats rely on.
 	ln, err := h.tr.Listen(h.tlsConf, h.quicConf)
@@ -151,7 +166,17 @@ func (h *h3server) serve() error {
 // waits for their requests to finish (clients close a connection once it
 // has none left); when ctx is done it closes whatever remains. Then it
 // closes the UDP socket.
-func (h *h3server) shutdown(ctx context.Context) {
+func (h *h3server) shutdown(ctx context.Context, grace time.Duration) {
+	if grace > 0 {
+		// A hot restart child reads the shared socket now, and forwards
+		// here only packets of this process's connections: handshakes
+		// under way get grace to complete and be served (closing the
+		// listener would refuse them), then GOAWAY like the rest.
+		select {
+		case <-time.After(grace):
+		case <-ctx.Done():
+		}
+	}
 	if h.ln != nil {
 		// No new connections; handshakes under way and open
 		// connections go on on the Transport.

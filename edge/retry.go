@@ -153,6 +153,8 @@ type tryResult struct {
 	host *upstream.Host
 	resp *message.Response
 	err  error
+	// start is when the try that got resp was sent (upstream_rq_time).
+	start time.Time
 	// overallTimeout: the route timeout expired (never retried).
 	overallTimeout bool
 }
@@ -212,15 +214,16 @@ func (x *exchange) tries(ctx context.Context, cl *clusterRuntime, p *tryPlan) tr
 			if retryable && attempt > p.policy.NumRetries {
 				x.entry.Flags |= accesslog.UpstreamRetryLimitExceeded
 			}
-			return tryResult{host: host, resp: resp, err: err}
+			return tryResult{host: host, resp: resp, err: err, start: now}
 		}
 		if !cl.up.TryRetry() {
 			cl.stats.rqRetryOverflow.Inc()
 			x.entry.Flags |= accesslog.UpstreamRetryLimitExceeded
-			return tryResult{host: host, resp: resp, err: err}
+			return tryResult{host: host, resp: resp, err: err, start: now}
 		}
 		// This try's answer is discarded: close it before backing off.
 		if resp != nil {
+			cl.stats.rqTime.Observe(time.Since(now))
 			cl.rqClass[statusClass(resp.Status)].Inc()
 			resp.Body.Close()
 			host.Release(resp)

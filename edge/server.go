@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/edgeproxy/edge/edge/accesslog"
 	"github.com/edgeproxy/edge/edge/config"
 	"github.com/edgeproxy/edge/edge/stats"
@@ -57,6 +59,9 @@ type Options struct {
 	// LogLevel, when set, is the level of Logger's handler, so that the
 	// admin API can change it at run time.
 	LogLevel *slog.LevelVar
+	// QUIC sets what HTTP/3 listeners' QUIC transports share with other
+	// generations across a hot restart; zero means quic-go's defaults.
+	QUIC QUICOptions
 
 	// validating: compile only (edge validate): no OCSP fetches.
 	validating bool
@@ -68,6 +73,18 @@ const (
 	DefaultDrainTime    = 600 * time.Second
 	DefaultShutdownTime = 900 * time.Second
 )
+
+// QUICOptions make QUIC connections outlive a change of process: IDs that
+// name the generation that issued them (so that the next one can forward
+// their packets back) and keys every generation shares.
+type QUICOptions struct {
+	// ConnectionIDGenerator issues this process's connection IDs.
+	ConnectionIDGenerator quic.ConnectionIDGenerator
+	// StatelessResetKey derives stateless reset tokens.
+	StatelessResetKey *quic.StatelessResetKey
+	// TokenGeneratorKey encrypts address validation tokens.
+	TokenGeneratorKey *quic.TokenGeneratorKey
+}
 
 // Handoff passes an idle cleartext HTTP/1.1 connection of the named
 // listener to another process (the hot restart child), which serves its next
@@ -99,6 +116,7 @@ type Server struct {
 	drainTime, shutdownTime time.Duration
 	epoch                   int
 	logLevel                *slog.LevelVar
+	quic                    QUICOptions
 
 	// healthFailed makes /ready answer 503 (admin /healthcheck/fail) while
 	// traffic still flows.
@@ -107,6 +125,10 @@ type Server struct {
 	mu    sync.Mutex
 	addrs map[string]net.Addr
 	ready chan struct{}
+
+	// endNowCtx is canceled by EndNow.
+	endNowCtx context.Context
+	endNow    context.CancelFunc
 
 	drainOnce    sync.Once
 	drainStarted chan struct{} // closed when a drain starts
@@ -155,6 +177,7 @@ type listenerStats struct {
 	rqTotal                                           stats.Counter
 	rqActive                                          stats.Gauge
 	rqClass                                           [5]stats.Counter // 1xx..5xx
+	rqTime                                            stats.Histogram  // downstream_rq_time
 }
 
 // New compiles cfg into a Server without opening any socket. Errors are
@@ -173,6 +196,7 @@ func New(o Options) (*Server, error) {
 		shutdownTime: o.ShutdownTime,
 		epoch:        o.Epoch,
 		logLevel:     o.LogLevel,
+		quic:         o.QUIC,
 		drainStarted: make(chan struct{}),
 		drained:      make(chan struct{}),
 		quit:         make(chan struct{}),
@@ -184,6 +208,7 @@ func New(o Options) (*Server, error) {
 		s.shutdownTime = DefaultShutdownTime
 	}
 	s.shutdownTime = max(s.shutdownTime, s.drainTime)
+	s.endNowCtx, s.endNow = context.WithCancel(context.Background())
 	s.listenPacket = o.ListenPacket
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -323,9 +348,10 @@ func (s *Server) compile() error {
 			l.stats.rqClass[k] = s.stats.Counter("edge_http_downstream_rq_xx", "Downstream responses by status class.",
 				lbl, stats.Label{Name: "response_code_class", Value: fmt.Sprintf("%dxx", k+1)})
 		}
+		l.stats.rqTime = s.stats.Histogram("edge_http_downstream_rq_time", "Milliseconds from a request's head parsed to the last byte of its response written.", stats.DefaultBounds(), lbl)
 		l.down = newDownstream(l)
 		if l.tlsConfig != nil && slices.Contains(lc.Protocols, "http3") {
-			l.h3 = newH3Server(l)
+			l.h3 = newH3Server(l, s.quic)
 		}
 		s.listeners = append(s.listeners, l)
 	}
@@ -474,6 +500,8 @@ func (s *Server) drain(handoff Handoff) {
 	defer cancelSoft()
 	hard, cancelHard := context.WithTimeout(context.Background(), s.shutdownTime)
 	defer cancelHard()
+	stop := context.AfterFunc(s.endNowCtx, func() { cancelSoft(); cancelHard() })
+	defer stop()
 	var wg sync.WaitGroup
 	for _, l := range s.listeners {
 		wg.Add(1)
@@ -482,7 +510,11 @@ func (s *Server) drain(handoff Handoff) {
 			var h3done chan struct{}
 			if l.h3 != nil {
 				h3done = make(chan struct{})
-				go func() { defer close(h3done); l.h3.shutdown(hard) }()
+				grace := time.Duration(0)
+				if handoff != nil {
+					grace = h3HandoffGrace
+				}
+				go func() { defer close(h3done); l.h3.shutdown(hard, grace) }()
 			}
 			var h func(net.Conn) bool
 			if handoff != nil {
@@ -495,6 +527,14 @@ func (s *Server) drain(handoff Handoff) {
 		}()
 	}
 	wg.Wait()
+}
+
+// EndNow ends a drain at once, as if parent-shutdown-time had come: every
+// connection is closed (HTTP/3 ones with CONNECTION_CLOSE, so that their
+// clients do not wait for a reply). A drain not yet started starts so.
+func (s *Server) EndNow() {
+	s.endNow()
+	s.Drain(nil)
 }
 
 // Draining is closed when a drain starts.

@@ -50,6 +50,12 @@ type message struct {
 	Listeners []string `json:"listeners,omitempty"`
 	// Listener names the listener a handed-over connection belongs to.
 	Listener string `json:"listener,omitempty"`
+	// QUICKeys are the stateless reset and address token keys every
+	// generation's QUIC transports share (32 bytes each).
+	QUICKeys []byte `json:"quic_keys,omitempty"`
+	// Packets names, in order, the UDP sockets whose forwarding socket
+	// (see hotrestart/quicfwd) the welcome carries as descriptors.
+	Packets []string `json:"packets,omitempty"`
 	// Binary is the edge version of the sender, for messages and logs.
 	Binary string `json:"binary,omitempty"`
 }

@@ -2,6 +2,7 @@ package hotrestart
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/quic-go/quic-go"
+
+	"github.com/edgeproxy/edge/hotrestart/quicfwd"
 )
 
 // Options configure a Process.
@@ -49,14 +53,23 @@ type Process struct {
 	parentPID       int
 	parentListeners []string
 	ticketKeys      []byte
+	// quicKeys: the stateless reset key then the token key.
+	quicKeys []byte
+	// forwardTo holds, per UDP socket key, where packets of the parent's
+	// QUIC connections go (until the socket is opened).
+	forwardTo map[string]*net.UnixConn
 
 	// exportKeys returns the TLS session ticket keys a child gets.
 	exportKeys func() []byte
 	// adopt serves a connection the parent handed over.
 	adopt func(listener string, c net.Conn) error
 
-	mu         sync.Mutex
-	bound      []string // "network address" of every socket opened
+	mu    sync.Mutex
+	bound []string // "network address" of every socket opened
+	// udp are the QUIC sockets opened, by key; handoffs, per key, the
+	// forwarding socket's end this process reads once a child took over.
+	udp        map[string]*quicfwd.Conn
+	handoffs   map[string]*net.UnixConn
 	readyDone  bool
 	restarting bool
 	replaced   bool
@@ -94,7 +107,8 @@ func Start(o Options) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hot restart: %w", err)
 	}
-	p := &Process{o: o, log: o.Logger, upg: upg, ctlPath: path, terminate: make(chan struct{})}
+	p := &Process{o: o, log: o.Logger, upg: upg, ctlPath: path, terminate: make(chan struct{}),
+		forwardTo: map[string]*net.UnixConn{}, udp: map[string]*quicfwd.Conn{}, handoffs: map[string]*net.UnixConn{}}
 	if upg.HasParent() {
 		if err := p.greetParent(); err != nil {
 			upg.Stop()
@@ -108,6 +122,8 @@ func Start(o Options) (*Process, error) {
 				"replace it with `edge restart --base-id %d`, or give this one another --base-id", o.BaseID, path, o.BaseID)
 		}
 		os.Remove(path) // left by a process that died
+		p.quicKeys = make([]byte, 64)
+		rand.Read(p.quicKeys)
 	}
 	ln, err := upg.Listen("unixpacket", path)
 	if err != nil {
@@ -137,11 +153,25 @@ func (p *Process) greetParent() error {
 		return fmt.Errorf("hot restart: %w", err)
 	}
 	var m message
-	fds, err := recv(c, make([]byte, maxMessage), nil, &m)
-	closeFDs(fds)
+	fds, err := recv(c, make([]byte, maxMessage), make([]byte, syscall.CmsgSpace(4*64)), &m)
 	if err != nil {
 		c.Close()
 		return fmt.Errorf("hot restart: waiting for the parent's welcome: %w", err)
+	}
+	if len(fds) != len(m.Packets) {
+		closeFDs(fds)
+		c.Close()
+		return fmt.Errorf("hot restart: the welcome names %d UDP sockets but carries %d descriptors", len(m.Packets), len(fds))
+	}
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "quic-forward")
+		uc, err := quicfwd.FileUnixConn(f)
+		f.Close()
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("hot restart: the forwarding socket for %s: %w", m.Packets[i], err)
+		}
+		p.forwardTo[m.Packets[i]] = uc
 	}
 	if m.Op != opWelcome {
 		c.Close()
@@ -154,6 +184,11 @@ func (p *Process) greetParent() error {
 	c.SetDeadline(time.Time{})
 	p.parent, p.parentPID, p.epoch = c, m.PID, m.Epoch
 	p.parentListeners, p.ticketKeys = m.Listeners, m.TicketKeys
+	if len(m.QUICKeys) != 64 {
+		c.Close()
+		return fmt.Errorf("hot restart: the parent sent %d bytes of QUIC keys, want 64", len(m.QUICKeys))
+	}
+	p.quicKeys = m.QUICKeys
 	p.log.Info("hot restart: taking over", "epoch", p.epoch, "parent_pid", p.parentPID, "parent_binary", m.Binary)
 	return nil
 }
@@ -192,7 +227,10 @@ func (p *Process) Listen(network, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ListenPacket is Listen for UDP sockets (HTTP/3).
+// ListenPacket is Listen for the UDP sockets of HTTP/3. The socket comes
+// wrapped (hotrestart/quicfwd): packets of the parent's QUIC connections
+// that this process reads go back to the parent while it drains, and once
+// a child takes over this process reads only what the child forwards.
 func (p *Process) ListenPacket(network, addr string) (net.PacketConn, error) {
 	key := network + " " + addr
 	pc, err := p.upg.Fds.PacketConn(network, addr)
@@ -205,10 +243,59 @@ func (p *Process) ListenPacket(network, addr string) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	udp, ok := pc.(*net.UDPConn)
+	if !ok {
+		pc.Close()
+		return nil, fmt.Errorf("%s %s: not a UDP socket (%T)", network, addr, pc)
+	}
+	c, err := quicfwd.New(udp, uint32(p.epoch), p.log)
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if fwd := p.forwardTo[key]; fwd != nil {
+		delete(p.forwardTo, key)
+		if err := c.ForwardOlder(fwd); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s %s: forwarding to the parent: %w", network, addr, err)
+		}
+	}
 	p.bound = append(p.bound, key)
-	p.mu.Unlock()
-	return pc, nil
+	p.udp[key] = c
+	return c, nil
+}
+
+// QUICConnectionIDGenerator issues QUIC connection IDs that name this
+// generation, so that the next one forwards their packets here.
+func (p *Process) QUICConnectionIDGenerator() quic.ConnectionIDGenerator {
+	return quicfwd.NewCIDGenerator(uint32(p.epoch))
+}
+
+// QUICKeys are the stateless reset and address token keys all generations
+// share, so that a reset or a token from one is valid for the next.
+func (p *Process) QUICKeys() (*quic.StatelessResetKey, *quic.TokenGeneratorKey) {
+	var r quic.StatelessResetKey
+	var t quic.TokenGeneratorKey
+	copy(r[:], p.quicKeys[:32])
+	copy(t[:], p.quicKeys[32:])
+	return &r, &t
+}
+
+// HandOffPackets makes this process's QUIC sockets read only the packets
+// the child forwards (call it once the child took over).
+func (p *Process) HandOffPackets() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, c := range p.udp {
+		if end := p.handoffs[key]; end != nil {
+			delete(p.handoffs, key)
+			if err := c.Handoff(end); err != nil {
+				p.log.Warn("hot restart: QUIC packet handoff", "socket", key, "err", err)
+			}
+		}
+	}
 }
 
 // Fail tells the parent why this child gives up; the parent reports it to
@@ -251,6 +338,15 @@ func (p *Process) readParent() {
 		fds, err := recv(p.parent, buf, oob, &m)
 		if err != nil {
 			p.log.Info("hot restart: the parent has gone", "parent_pid", p.parentPID)
+			p.mu.Lock()
+			for _, c := range p.udp {
+				c.StopForwarding()
+			}
+			for key, fwd := range p.forwardTo { // sockets this config dropped
+				fwd.Close()
+				delete(p.forwardTo, key)
+			}
+			p.mu.Unlock()
 			return
 		}
 		if m.Op != opConn || len(fds) != 1 {
@@ -406,20 +502,67 @@ func (p *Process) welcome(c *net.UnixConn, cred *syscall.Ucred, hello *message) 
 		}
 		return
 	}
-	p.mu.Lock()
-	reply.Listeners = slices.Clone(p.bound)
-	p.mu.Unlock()
 	if p.exportKeys != nil {
 		reply.TicketKeys = p.exportKeys()
+	}
+	reply.QUICKeys = p.quicKeys
+	childEnds, err := p.forwardingPairs(reply)
+	defer func() {
+		for _, f := range childEnds {
+			f.Close()
+		}
+	}()
+	if err != nil {
+		reply.Error = err.Error()
+		p.log.Warn("hot restart: refusing a child", "pid", cred.Pid, "reason", reply.Error)
+		send(c, reply)
+		c.Close()
+		p.mu.Lock()
+		p.child = &childLink{pid: int(cred.Pid), failure: reply.Error, done: closedChan()}
+		p.mu.Unlock()
+		return
 	}
 	link := &childLink{pid: int(cred.Pid), conn: c, done: make(chan struct{})}
 	p.mu.Lock()
 	p.child = link
 	p.mu.Unlock()
-	if err := send(c, reply); err != nil {
+	fds := make([]int, len(childEnds))
+	for i, f := range childEnds {
+		fds[i] = int(f.Fd())
+	}
+	if err := send(c, reply, fds...); err != nil {
 		p.log.Warn("hot restart: welcoming the child", "pid", cred.Pid, "err", err)
 	}
 	go p.readChild(link)
+}
+
+// forwardingPairs fills in the welcome's sockets and, for each QUIC
+// socket, makes the datagram pair through which the child will forward
+// this process's packets; it keeps this end and returns the child's.
+func (p *Process) forwardingPairs(reply *message) ([]*os.File, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	reply.Listeners = slices.Clone(p.bound)
+	for _, end := range p.handoffs { // from an earlier child that failed
+		end.Close()
+	}
+	clear(p.handoffs)
+	var childEnds []*os.File
+	for key := range p.udp {
+		mine, theirs, err := quicfwd.NewPair()
+		if err != nil {
+			return childEnds, fmt.Errorf("QUIC forwarding socket for %s: %w", key, err)
+		}
+		childEnds = append(childEnds, theirs)
+		uc, err := quicfwd.FileUnixConn(mine)
+		mine.Close()
+		if err != nil {
+			return childEnds, fmt.Errorf("QUIC forwarding socket for %s: %w", key, err)
+		}
+		p.handoffs[key] = uc
+		reply.Packets = append(reply.Packets, key)
+	}
+	return childEnds, nil
 }
 
 func closedChan() chan struct{} {

@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/websocket"
 
@@ -63,7 +64,7 @@ listeners:
     route_config: main
   - name: secure
     address: SECURE
-    protocols: [http1, http2]
+    protocols: [http1, http2, http3]
     route_config: main
     tls:
       certificates:
@@ -433,7 +434,7 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	// HTTP/2 (GOAWAY).
 	secure := "https://" + secureAddr(t, cfg)
 	tlsConf := &tls.Config{InsecureSkipVerify: true} // a self-signed test certificate
-	var tls1, tls2 loadStats
+	var tls1, tls2, h3 loadStats
 	tlsH1 := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 2,
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1 only
@@ -450,6 +451,18 @@ func TestHotRestartUnderLoad(t *testing.T) {
 		wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
 				tls2.get(tlsH2, fmt.Sprintf("%s/tls2/%d", secure, n))
+			}
+		})
+	}
+	// HTTP/3: the old process's QUIC connections get GOAWAY; their packets,
+	// read by the new process from the shared UDP socket, are forwarded back.
+	h3rt := &http3.Transport{TLSClientConfig: tlsConf}
+	defer h3rt.Close()
+	h3c := &http.Client{Timeout: 20 * time.Second, Transport: h3rt}
+	for i := 0; i < 4; i++ {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				h3.get(h3c, fmt.Sprintf("%s/h3/%d", secure, n))
 			}
 		})
 	}
@@ -470,31 +483,32 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	var pids []int
 	lastEpoch := 0
 	rebuilt := false
-	tick := time.NewTicker(2 * time.Second)
-	for ctx.Err() == nil {
+	for next := time.Now().Add(2 * time.Second); ; next = next.Add(2 * time.Second) {
+		if !rebuilt && lastEpoch >= 6 {
+			rebuildInto(t, e.bin, "rebuilt-for-test")
+			rebuilt = true
+		}
+		// Every 2 s, and never sooner than 1 s after the last restart
+		// (the rebuild may have taken a while).
+		next = later(next, time.Now().Add(time.Second))
 		select {
 		case <-ctx.Done():
-		case <-tick.C:
-			if !rebuilt && lastEpoch >= 6 {
-				rebuildInto(t, e.bin, "rebuilt-for-test")
-				rebuilt = true
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			pid, epoch := e.mustRestart()
-			if epoch != lastEpoch+1 {
-				t.Errorf("restart gave epoch %d after %d", epoch, lastEpoch)
-			}
-			lastEpoch = epoch
-			pids = append(pids, pid)
+		case <-time.After(time.Until(next)):
 		}
+		if ctx.Err() != nil {
+			break
+		}
+		pid, epoch := e.mustRestart()
+		if epoch != lastEpoch+1 {
+			t.Errorf("restart gave epoch %d after %d", epoch, lastEpoch)
+		}
+		lastEpoch = epoch
+		pids = append(pids, pid)
 	}
-	tick.Stop()
 	wg.Wait()
 
 	for name, s := range map[string]*loadStats{"HTTP/1.1 keep-alive": &h1, "HTTP/2": &h2, "connection per request": &fresh,
-		"TLS HTTP/1.1 keep-alive": &tls1, "TLS HTTP/2": &tls2} {
+		"TLS HTTP/1.1 keep-alive": &tls1, "TLS HTTP/2": &tls2, "HTTP/3": &h3} {
 		t.Logf("%s: %d sent, %d ok", name, s.sent.Load(), s.ok.Load())
 		if s.sent.Load() == 0 || s.ok.Load() != s.sent.Load() {
 			t.Errorf("%s: %d of %d requests failed; first errors: %q", name, s.sent.Load()-s.ok.Load(), s.sent.Load(), s.errs)
@@ -510,7 +524,7 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	if got := e.metric(`edge_http_downstream_rq_xx{listener="public",response_code_class="2xx"}`); got != float64(sent) {
 		t.Errorf("2xx responses = %v, want %d", got, sent)
 	}
-	if got, want := e.metric(`edge_http_downstream_rq_total{listener="secure"}`), tls1.sent.Load()+tls2.sent.Load(); got != float64(want) {
+	if got, want := e.metric(`edge_http_downstream_rq_total{listener="secure"}`), tls1.sent.Load()+tls2.sent.Load()+h3.sent.Load(); got != float64(want) {
 		t.Errorf("edge_http_downstream_rq_total{listener=secure} = %v, want the %d requests sent", got, want)
 	}
 	handed := e.metric(`edge_listener_downstream_cx_handed_off{listener="public"}`)
@@ -542,11 +556,24 @@ func TestHotRestartUnderLoad(t *testing.T) {
 	if !strings.Contains(e.metricsText(), `edge_server_version{version="rebuilt-for-test"} 1`) {
 		t.Errorf("the serving process is not the rebuilt binary")
 	}
+	// Old generations end once drained, by parent-shutdown-time (10 s)
+	// at the latest.
+	deadline := time.Now().Add(12 * time.Second)
 	for _, pid := range pids[:len(pids)-1] {
+		for alive(pid) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
 		if alive(pid) {
 			t.Errorf("an old generation (pid %d) is still running", pid)
 		}
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func (e *hotEdge) metricsText() string {
@@ -722,7 +749,8 @@ func TestHotRestartFailures(t *testing.T) {
 		os.WriteFile(e.cfg, []byte(bad), 0o600)
 		defer os.WriteFile(e.cfg, good, 0o600)
 		out, err := e.restart()
-		if err == nil || !strings.Contains(out, "edge.yaml:17:") || !strings.Contains(out, "retires") {
+		line := 1 + strings.Count(bad[:strings.Index(bad, "retires")], "\n")
+		if err == nil || !strings.Contains(out, fmt.Sprintf("edge.yaml:%d:", line)) || !strings.Contains(out, "retires") {
 			t.Errorf("edge restart with a bad config: err %v, output:\n%s", err, out)
 		}
 		serving("after a bad config")

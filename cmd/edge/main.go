@@ -156,10 +156,15 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		return fail("TLS session ticket keys", err)
 	}
 	proc.SetTicketKeys(keys.Export)
+	resetKey, tokenKey := proc.QUICKeys()
 	srv, err := edge.New(edge.Options{
 		Config: cfg, Logger: logger, LogLevel: level, Version: buildVersion(), Stats: store,
 		Listen: proc.Listen, ListenPacket: proc.ListenPacket, TicketKeys: keys, Epoch: proc.Epoch(),
 		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime,
+		QUIC: edge.QUICOptions{
+			ConnectionIDGenerator: proc.QUICConnectionIDGenerator(),
+			StatelessResetKey:     resetKey, TokenGeneratorKey: tokenKey,
+		},
 	})
 	if err != nil {
 		return fail("invalid config", err)
@@ -215,6 +220,7 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 			// A child took over: it answers the control socket and the
 			// admin port now; this process drains, then exits.
 			proc.StopControl()
+			proc.HandOffPackets()
 			srv.StopAdmin()
 			srv.Drain(proc.Handoff)
 			select {
@@ -222,8 +228,8 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 				logger.Info("drained; exiting", "epoch", proc.Epoch())
 			case <-proc.Terminate():
 				logger.Warn("ending before the drain is over: a newer generation is starting", "epoch", proc.Epoch())
-				region.Close()
-				os.Exit(0)
+				srv.EndNow()
+				<-srv.Drained()
 			case <-ctx.Done():
 				logger.Warn("stopped by a signal while draining", "epoch", proc.Epoch())
 			}

@@ -1,11 +1,17 @@
-// Package stats holds edge's counters and gauges in one flat slab of 64-bit
-// slots, changed only through sync/atomic.
+// Package stats holds edge's counters, gauges and histograms in one flat
+// slab of 64-bit slots, changed only through sync/atomic.
 //
 // A metric is a name, a help text, a kind and a fixed set of label values; it
 // is registered once, when a config is compiled, and the hot path holds the
-// returned Counter or Gauge, a single pointer: incrementing is one atomic add,
-// with no map lookup, lock or allocation. Registering the same metric twice
-// returns the same slot, so a config reload carries counts on.
+// returned Counter, Gauge or Histogram, a single pointer: incrementing is one
+// atomic add, with no map lookup, lock or allocation. Registering the same
+// metric twice returns the same slots, so a config reload carries counts on.
+//
+// A histogram is a row of counter slots, one per bucket of bounds fixed when
+// it is registered, plus one for the sum of the observations; observing is a
+// short scan of the bounds and two atomic adds. Because its slots are
+// counters like any other, a histogram in shared memory survives a hot
+// restart as counters do.
 //
 // The slab holds no Go pointers, so it can live in memory shared with another
 // process (hot restart keeps counters across generations that way); by default
@@ -20,7 +26,7 @@ import (
 	"sync/atomic"
 )
 
-// Kind tells counters from gauges.
+// Kind tells counters, gauges and histograms apart.
 type Kind uint8
 
 const (
@@ -28,6 +34,9 @@ const (
 	KindCounter Kind = iota
 	// KindGauge goes up and down.
 	KindGauge
+	// KindHistogram counts observations into buckets. An Allocator never
+	// sees it: a histogram's slots are allocated as counters.
+	KindHistogram
 )
 
 // Label is one label name and value.
@@ -91,18 +100,21 @@ func (g Gauge) Value() int64 {
 	return int64(g.p.Load())
 }
 
-// Metric describes one registered slot.
+// Metric describes one registered counter, gauge or histogram.
 type Metric struct {
 	Name   string
 	Help   string
 	Kind   Kind
 	Labels []Label
-	p      *atomic.Uint64
+	p      *atomic.Uint64 // counters and gauges
+	hist   *histogram     // histograms
 	key    string
 }
 
 // Key returns the string the metric is registered under: the name, then
-// each label as NUL name=value. It is the key an Allocator receives.
+// each label as NUL name=value. It is the key an Allocator receives for a
+// counter or a gauge; a histogram's slots get this key with a suffix each
+// (see Store.Histogram).
 func (m *Metric) Key() string { return m.key }
 
 // Store owns the slab and the metric descriptions.
@@ -115,6 +127,7 @@ type Store struct {
 	mu      sync.Mutex
 	metrics []*Metric
 	byKey   map[string]*Metric
+	next    int // the next free slab slot (without alloc)
 }
 
 // DefaultSlots is the slab size NewStore uses: enough for thousands of
@@ -185,22 +198,27 @@ func (s *Store) register(name, help string, kind Kind, labels []Label) (*atomic.
 		}
 		return m.p, nil
 	}
-	var p *atomic.Uint64
-	if s.alloc != nil {
-		var err error
-		if p, err = s.alloc(k, kind); err != nil {
-			return nil, fmt.Errorf("stats: register %s: %w", name, err)
-		}
-	} else {
-		if len(s.metrics) >= len(s.slots) {
-			return nil, fmt.Errorf("stats: all %d slots in use; cannot register %s", len(s.slots), name)
-		}
-		p = &s.slots[len(s.metrics)]
+	p, err := s.slot(k, kind)
+	if err != nil {
+		return nil, fmt.Errorf("stats: register %s: %w", name, err)
 	}
 	m := &Metric{Name: name, Help: help, Kind: kind, Labels: slices.Clone(labels), p: p, key: k}
 	s.metrics = append(s.metrics, m)
 	s.byKey[k] = m
 	return m.p, nil
+}
+
+// slot hands out the slot for key k: from the allocator, or the next one of
+// the slab. s.mu is held.
+func (s *Store) slot(k string, kind Kind) (*atomic.Uint64, error) {
+	if s.alloc != nil {
+		return s.alloc(k, kind)
+	}
+	if s.next >= len(s.slots) {
+		return nil, fmt.Errorf("all %d slots in use", len(s.slots))
+	}
+	s.next++
+	return &s.slots[s.next-1], nil
 }
 
 // Counter registers (or finds) a counter. It panics only if the slab is
@@ -222,24 +240,27 @@ func (s *Store) Gauge(name, help string, labels ...Label) Gauge {
 	return Gauge{p}
 }
 
-// Each calls f for every registered metric, in registration order, with its
-// current value (gauges as their signed value).
+// Each calls f for every registered counter and gauge, in registration
+// order, with its current value (gauges as their signed value). Histograms
+// are read with EachHistogram.
 func (s *Store) Each(f func(m *Metric, value float64)) {
 	s.mu.Lock()
 	ms := slices.Clone(s.metrics)
 	s.mu.Unlock()
 	for _, m := range ms {
-		f(m, s.value(m))
+		if m.Kind != KindHistogram {
+			f(m, s.value(m))
+		}
 	}
 }
 
-// Lookup returns the current value of a registered metric, for tests and
-// the admin API.
+// Lookup returns the current value of a registered counter or gauge, for
+// tests and the admin API (histograms: LookupHistogram).
 func (s *Store) Lookup(name string, labels ...Label) (float64, bool) {
 	s.mu.Lock()
 	m, ok := s.byKey[key(name, labels)]
 	s.mu.Unlock()
-	if !ok {
+	if !ok || m.Kind == KindHistogram {
 		return 0, false
 	}
 	return s.value(m), true
