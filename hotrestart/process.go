@@ -75,6 +75,7 @@ type Process struct {
 	replaced   bool
 	child      *childLink
 
+	replacedC     chan struct{} // closed when a child has taken over
 	terminate     chan struct{} // closed when the child asks this process to end now
 	terminateOnce sync.Once
 }
@@ -107,7 +108,7 @@ func Start(o Options) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hot restart: %w", err)
 	}
-	p := &Process{o: o, log: o.Logger, upg: upg, ctlPath: path, terminate: make(chan struct{}),
+	p := &Process{o: o, log: o.Logger, upg: upg, ctlPath: path, terminate: make(chan struct{}), replacedC: make(chan struct{}),
 		forwardTo: map[string]*net.UnixConn{}, udp: map[string]*quicfwd.Conn{}, handoffs: map[string]*net.UnixConn{}}
 	if upg.HasParent() {
 		if err := p.greetParent(); err != nil {
@@ -369,7 +370,7 @@ func (p *Process) readParent() {
 }
 
 // Exit is closed once a child has taken over: this process must drain.
-func (p *Process) Exit() <-chan struct{} { return p.upg.Exit() }
+func (p *Process) Exit() <-chan struct{} { return p.replacedC }
 
 // Terminate is closed when a newer generation asks this process to end
 // at once (a third generation is starting).
@@ -658,6 +659,7 @@ func (p *Process) Restart() (Result, error) {
 	p.mu.Lock()
 	p.replaced = true
 	p.mu.Unlock()
+	close(p.replacedC)
 	p.log.Info("hot restart: the new process is ready; draining", "child_pid", link.pid, "epoch", p.epoch+1, "took", time.Since(start))
 	return Result{PID: link.pid, Epoch: p.epoch + 1}, nil
 }

@@ -944,3 +944,45 @@ func TestSecondEdgeOnSameBaseIDRefused(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestDrainListenersRefusesNewConnections: after POST /drain_listeners the
+// real binary refuses new connections (the listening socket is closed in
+// full, tableflip's copy included) while its admin API answers.
+func TestDrainListenersRefusesNewConnections(t *testing.T) {
+	cfg, admin, public, _ := hotEdgeConfig(t)
+	e := startHotEdge(t, cfg, admin, "--drain-time", "2s")
+	resp, err := http.Post("http://"+admin+"/drain_listeners", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /drain_listeners: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", public, time.Second)
+		if err != nil {
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Errorf("connecting after the drain: %v, want connection refused", err)
+			}
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("new connections still accepted 5 s after /drain_listeners")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err = http.Get("http://" + admin + "/ready")
+	if err != nil {
+		t.Fatalf("admin after the drain: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/ready after the drain: %d, want 503", resp.StatusCode)
+	}
+	if !alive(e.pid()) {
+		t.Error("the process exited after /drain_listeners; it should stay up until stopped")
+	}
+}

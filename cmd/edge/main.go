@@ -202,8 +202,17 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	manualDrain := srv.Draining()
 	for {
 		select {
+		case <-manualDrain:
+			// The admin API's /drain_listeners. tableflip keeps a copy of
+			// every listening socket for a next generation; with no next
+			// generation coming, close them too, so that new connections
+			// are refused rather than left in the accept queue.
+			manualDrain = nil
+			logger.Warn("listeners drained by the admin API; hot restart is off for this process")
+			proc.Stop()
 		case sig := <-sigs:
 			if sig == syscall.SIGUSR1 {
 				srv.ReopenLogs()
