@@ -658,6 +658,12 @@ func TestHotRestartSlowRequestAndWebSocket(t *testing.T) {
 	if !alive(oldPID) {
 		t.Fatal("the old process exited before its slow response was done")
 	}
+	// The new process answers the admin API; the active-requests gauge is
+	// the sum over both processes: the slow request and the WebSocket run
+	// on the old one.
+	if got := e.metric(`edge_http_downstream_rq_active{listener="public"}`); got != 2 {
+		t.Errorf("downstream_rq_active during the drain = %v, want 2 (the old process's slow request and WebSocket)", got)
+	}
 	time.Sleep(time.Second)
 	if err := echo("during the drain"); err != nil {
 		t.Errorf("WebSocket during drain-time: %v", err)
@@ -689,6 +695,9 @@ func TestHotRestartSlowRequestAndWebSocket(t *testing.T) {
 		t.Errorf("old process %d still running after its last request", oldPID)
 	}
 	t.Logf("old process gone %s after the restart", time.Since(start))
+	if got := e.metric(`edge_http_downstream_rq_active{listener="public"}`); got != 0 {
+		t.Errorf("downstream_rq_active after the old process exited = %v, want 0", got)
+	}
 }
 
 // TestHotRestartParentShutdownTime: whatever still runs on the old process
@@ -986,3 +995,4 @@ func TestDrainListenersRefusesNewConnections(t *testing.T) {
 		t.Error("the process exited after /drain_listeners; it should stay up until stopped")
 	}
 }
+
