@@ -995,4 +995,3 @@ func TestDrainListenersRefusesNewConnections(t *testing.T) {
 		t.Error("the process exited after /drain_listeners; it should stay up until stopped")
 	}
 }
-
