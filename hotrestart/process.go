@@ -214,8 +214,8 @@ func (p *Process) Listen(network, addr string) (net.Listener, error) {
 	key := network + " " + addr
 	ln, err := p.upg.Fds.Listener(network, addr)
 	if err == nil && ln == nil {
-		if p.parent != nil && slices.Contains(p.parentListeners, key) {
-			return nil, fmt.Errorf("%s %s is served by the parent (pid %d) but was not inherited; refusing to bind it anew", network, addr, p.parentPID)
+		if err := p.mayBind(key); err != nil {
+			return nil, err
 		}
 		ln, err = p.upg.Fds.Listen(network, addr)
 	}
@@ -228,6 +228,15 @@ func (p *Process) Listen(network, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// mayBind refuses to bind a socket ("network address") anew that the
+// parent serves but did not pass on: binding it would fail or steal it.
+func (p *Process) mayBind(key string) error {
+	if p.parent != nil && slices.Contains(p.parentListeners, key) {
+		return fmt.Errorf("%s is served by the parent (pid %d) but was not inherited; refusing to bind it anew", key, p.parentPID)
+	}
+	return nil
+}
+
 // ListenPacket is Listen for the UDP sockets of HTTP/3. The socket comes
 // wrapped (hotrestart/quicfwd): packets of the parent's QUIC connections
 // that this process reads go back to the parent while it drains, and once
@@ -236,8 +245,8 @@ func (p *Process) ListenPacket(network, addr string) (net.PacketConn, error) {
 	key := network + " " + addr
 	pc, err := p.upg.Fds.PacketConn(network, addr)
 	if err == nil && pc == nil {
-		if p.parent != nil && slices.Contains(p.parentListeners, key) {
-			return nil, fmt.Errorf("%s %s is served by the parent (pid %d) but was not inherited; refusing to bind it anew", network, addr, p.parentPID)
+		if err := p.mayBind(key); err != nil {
+			return nil, err
 		}
 		pc, err = p.upg.Fds.ListenPacket(network, addr)
 	}

@@ -2,22 +2,19 @@ package quicfwd
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/edgeproxy/edge/internal/testcert"
 )
 
 const testALPN = "quicfwd-test"
@@ -26,34 +23,9 @@ const testALPN = "quicfwd-test"
 // 127.0.0.1 and a client config that trusts it.
 func testTLS(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "quicfwd test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
-		NextProtos:   []string{testALPN},
-	}
-	client = &tls.Config{RootCAs: pool, NextProtos: []string{testALPN}, ServerName: "127.0.0.1"}
+	c := testcert.Loopback(t, "quicfwd test")
+	server = &tls.Config{Certificates: []tls.Certificate{c.TLS()}, NextProtos: []string{testALPN}}
+	client = &tls.Config{RootCAs: c.Pool(), NextProtos: []string{testALPN}, ServerName: "127.0.0.1"}
 	return server, client
 }
 
