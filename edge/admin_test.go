@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -31,51 +30,6 @@ import (
 	"github.com/edgeproxy/edge/edge/config"
 	"github.com/edgeproxy/edge/internal/pebbletest"
 )
-
-// runEdge serves yaml (after replacing each key of vars with its value)
-// with the options o (o.Config is filled in here), and returns the server
-// and the channel Run's result arrives on. If Run is still going when the
-// test ends, the test stops it.
-func runEdge(t *testing.T, yaml string, o Options, vars ...string) (*Server, <-chan error) {
-	t.Helper()
-	src := strings.NewReplacer(vars...).Replace(yaml)
-	cfg, err := config.Parse([]byte(src), "test.yaml", t.TempDir())
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, src)
-	}
-	o.Config = cfg
-	if o.DrainTime == 0 {
-		o.DrainTime, o.ShutdownTime = 2*time.Second, 2*time.Second
-	}
-	s, err := New(o)
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	result := make(chan error, 1)
-	go func() {
-		err := s.Run(ctx)
-		done <- err
-		result <- err
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not shut down")
-		}
-	})
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready")
-	}
-	return s, result
-}
 
 // adminClient talks to a server's admin API.
 type adminClient struct {

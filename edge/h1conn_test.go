@@ -18,8 +18,6 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
-
-	"github.com/edgeproxy/edge/edge/config"
 )
 
 // h1Config is a listener with small limits in front of an echo upstream,
@@ -678,37 +676,12 @@ func TestH1ConnectionStats(t *testing.T) {
 }
 
 // startEdgeCtl serves yaml like startEdge, but the caller decides when to
-// shut down: stop begins the graceful shutdown, and the returned channel
-// yields Run's result.
+// shut down: stop begins the graceful shutdown (drain times both drain),
+// and the returned channel yields Run's result.
 func startEdgeCtl(t *testing.T, yaml string, drain time.Duration, vars ...string) (s *Server, stop func(), done <-chan error) {
 	t.Helper()
-	src := strings.NewReplacer(vars...).Replace(yaml)
-	cfg, err := config.Parse([]byte(src), "test.yaml", t.TempDir())
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	s, err = New(Options{Config: cfg, DrainTime: drain, ShutdownTime: drain})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { errc <- s.Run(ctx); close(finished) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not shut down")
-		}
-	})
-	select {
-	case <-s.Ready():
-	case <-finished:
-		t.Fatalf("Run: %v", <-errc)
-	}
-	return s, cancel, errc
+	s, done = runEdge(t, yaml, Options{DrainTime: drain, ShutdownTime: drain}, vars...)
+	return s, s.Quit, done
 }
 
 // gate is an upstream whose /slow requests wait until released.

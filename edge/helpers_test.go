@@ -30,20 +30,37 @@ import (
 // until the test ends, and returns the running server.
 func startEdge(t testing.TB, yaml string, vars ...string) *Server {
 	t.Helper()
-	r := strings.NewReplacer(vars...)
-	src := r.Replace(yaml)
-	dir := t.TempDir()
-	cfg, err := config.Parse([]byte(src), "test.yaml", dir)
+	s, _ := runEdge(t, yaml, Options{}, vars...)
+	return s
+}
+
+// runEdge serves yaml (after replacing each key of vars with its value)
+// with the options o (o.Config is filled in here), and returns the server
+// and the channel Run's result arrives on. If Run is still going when the
+// test ends, the test stops it.
+func runEdge(t testing.TB, yaml string, o Options, vars ...string) (*Server, <-chan error) {
+	t.Helper()
+	src := strings.NewReplacer(vars...).Replace(yaml)
+	cfg, err := config.Parse([]byte(src), "test.yaml", t.TempDir())
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, src)
 	}
-	s, err := New(Options{Config: cfg, DrainTime: 2 * time.Second, ShutdownTime: 2 * time.Second})
+	o.Config = cfg
+	if o.DrainTime == 0 {
+		o.DrainTime, o.ShutdownTime = 2*time.Second, 2*time.Second
+	}
+	s, err := New(o)
 	if err != nil {
 		t.Fatalf("compile: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	result := make(chan error, 1)
+	go func() {
+		err := s.Run(ctx)
+		done <- err
+		result <- err
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -62,7 +79,7 @@ func startEdge(t testing.TB, yaml string, vars ...string) *Server {
 	case <-time.After(10 * time.Second):
 		t.Fatal("server not ready")
 	}
-	return s
+	return s, result
 }
 
 // url returns http://addr of a listener plus path.

@@ -153,42 +153,15 @@ func startH3(t *testing.T, drain time.Duration, vars ...string) *h3Env {
 			pairs = append(pairs, vars[i], vars[i+1])
 		}
 	}
-	cfg, err := config.Parse([]byte(strings.NewReplacer(pairs...).Replace(h3Config)), "test.yaml", t.TempDir())
-	if err != nil {
-		t.Fatalf("config: %v", err)
-	}
 	var mu sync.Mutex
-	s, err := New(Options{Config: cfg, ListenPacket: func(network, addr string) (net.PacketConn, error) {
+	s, done := runEdge(t, h3Config, Options{ListenPacket: func(network, addr string) (net.PacketConn, error) {
 		pc, err := net.ListenPacket(network, addr)
 		mu.Lock()
 		e.udp = pc
 		mu.Unlock()
 		return pc, err
-	}, DrainTime: drain, ShutdownTime: drain})
-	if err != nil {
-		t.Fatalf("compile: %v", err)
-	}
-	e.s = s
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { errc <- s.Run(ctx); close(finished) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-finished:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not shut down")
-		}
-	})
-	select {
-	case <-s.Ready():
-	case <-finished:
-		t.Fatalf("Run: %v", <-errc)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready")
-	}
-	e.stop, e.done = cancel, errc
+	}, DrainTime: drain, ShutdownTime: drain}, pairs...)
+	e.s, e.stop, e.done = s, s.Quit, done
 	return e
 }
 
