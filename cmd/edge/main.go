@@ -125,50 +125,12 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "edge:", err)
 		return err
 	}
-	fail := func(what string, err error) error {
-		proc.Fail(err)
-		proc.Stop()
-		fmt.Fprintf(stderr, "edge: %s:\n%s\n", what, indent(err.Error()))
-		return err
-	}
-	cfg, err := loadConfig(f.path)
+	g := &generation{f: f, proc: proc, logger: logger, stderr: stderr}
+	srv, region, what, err := g.build(level)
 	if err != nil {
-		return fail("invalid config", err)
-	}
-	if proc.Epoch() == 0 {
-		// A fresh start: counters begin at zero.
-		if err := shmstats.Remove(f.baseID); err != nil {
-			return fail("shared stats", err)
-		}
-	}
-	region, err := shmstats.Open(f.baseID, stats.DefaultSlots)
-	if err != nil {
-		return fail("shared stats", err)
+		return g.fail(what, err)
 	}
 	defer region.Close()
-	store := stats.NewStoreWith(region.Slot)
-	store.SumGaugesWith(region.GaugeSum)
-	keys, err := edgetls.NewTicketKeys(0, 0)
-	if err == nil && proc.TicketKeys() != nil {
-		err = keys.Import(proc.TicketKeys())
-	}
-	if err != nil {
-		return fail("TLS session ticket keys", err)
-	}
-	proc.SetTicketKeys(keys.Export)
-	resetKey, tokenKey := proc.QUICKeys()
-	srv, err := edge.New(edge.Options{
-		Config: cfg, Logger: logger, LogLevel: level, Version: buildVersion(), Stats: store,
-		Listen: proc.Listen, ListenPacket: proc.ListenPacket, TicketKeys: keys, Epoch: proc.Epoch(),
-		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime,
-		QUIC: edge.QUICOptions{
-			ConnectionIDGenerator: proc.QUICConnectionIDGenerator(),
-			StatelessResetKey:     resetKey, TokenGeneratorKey: tokenKey,
-		},
-	})
-	if err != nil {
-		return fail("invalid config", err)
-	}
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -182,7 +144,7 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		if err == nil {
 			err = errors.New("stopped before it was ready")
 		}
-		return fail("starting", err)
+		return g.fail("starting", err)
 	case <-ctx.Done():
 		cancelRun()
 		<-runErr
@@ -192,13 +154,108 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	if err := proc.Ready(srv.Adopt); err != nil {
 		cancelRun()
 		<-runErr
-		return fail("hot restart", err)
+		return g.fail("hot restart", err)
 	}
 	if f.path == "" && proc.Epoch() == 0 {
 		fmt.Fprintf(stdout, "edge %s is serving its embedded default config.\n", buildVersion())
 		fmt.Fprint(stdout, demoHelp)
 	}
 
+	end, err := g.serve(ctx, srv, runErr)
+	if end == replacedByChild {
+		g.drainForChild(ctx, srv)
+	}
+	if end != runEnded {
+		cancelRun()
+		err = <-runErr
+	}
+	proc.Stop()
+	if end != replacedByChild {
+		// The last generation: nothing carries the stats on.
+		shmstats.Remove(f.baseID)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "edge:", err)
+	}
+	return err
+}
+
+// generation is one `edge run` process in a line of hot restarts.
+type generation struct {
+	f      runFlags
+	proc   *hotrestart.Process
+	logger *slog.Logger
+	stderr io.Writer
+}
+
+// fail reports why this process cannot serve, to the parent (which keeps
+// serving) and on stderr.
+func (g *generation) fail(what string, err error) error {
+	g.proc.Fail(err)
+	g.proc.Stop()
+	fmt.Fprintf(g.stderr, "edge: %s:\n%s\n", what, indent(err.Error()))
+	return err
+}
+
+// build loads the config and compiles the server on the shared stats
+// region, with what the parent handed over: ticket keys and QUIC keys. On
+// failure it says what failed.
+func (g *generation) build(level *slog.LevelVar) (*edge.Server, *shmstats.Region, string, error) {
+	f, proc := g.f, g.proc
+	cfg, err := loadConfig(f.path)
+	if err != nil {
+		return nil, nil, "invalid config", err
+	}
+	if proc.Epoch() == 0 {
+		// A fresh start: counters begin at zero.
+		if err := shmstats.Remove(f.baseID); err != nil {
+			return nil, nil, "shared stats", err
+		}
+	}
+	region, err := shmstats.Open(f.baseID, stats.DefaultSlots)
+	if err != nil {
+		return nil, nil, "shared stats", err
+	}
+	store := stats.NewStoreWith(region.Slot)
+	store.SumGaugesWith(region.GaugeSum)
+	keys, err := edgetls.NewTicketKeys(0, 0)
+	if err == nil && proc.TicketKeys() != nil {
+		err = keys.Import(proc.TicketKeys())
+	}
+	if err != nil {
+		region.Close()
+		return nil, nil, "TLS session ticket keys", err
+	}
+	proc.SetTicketKeys(keys.Export)
+	resetKey, tokenKey := proc.QUICKeys()
+	srv, err := edge.New(edge.Options{
+		Config: cfg, Logger: g.logger, LogLevel: level, Version: buildVersion(), Stats: store,
+		Listen: proc.Listen, ListenPacket: proc.ListenPacket, TicketKeys: keys, Epoch: proc.Epoch(),
+		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime,
+		QUIC: edge.QUICOptions{
+			ConnectionIDGenerator: proc.QUICConnectionIDGenerator(),
+			StatelessResetKey:     resetKey, TokenGeneratorKey: tokenKey,
+		},
+	})
+	if err != nil {
+		region.Close()
+		return nil, nil, "invalid config", err
+	}
+	return srv, region, "", nil
+}
+
+// ending is why a generation stops serving.
+type ending int
+
+const (
+	stopped         ending = iota // SIGTERM or SIGINT
+	replacedByChild               // a hot restart's child took over
+	runEnded                      // Run returned: /quitquitquit, or a listener failed
+)
+
+// serve handles signals and admin drains until this process must stop,
+// and says why; when Run has returned, its result comes along.
+func (g *generation) serve(ctx context.Context, srv *edge.Server, runErr <-chan error) (ending, error) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -206,65 +263,55 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-manualDrain:
-			// The admin API's /drain_listeners. tableflip keeps a copy of
+			// /drain_listeners or /quitquitquit. tableflip keeps a copy of
 			// every listening socket for a next generation; with no next
 			// generation coming, close them too, so that new connections
 			// are refused rather than left in the accept queue.
 			manualDrain = nil
-			logger.Warn("listeners drained by the admin API; hot restart is off for this process")
-			proc.Stop()
+			g.logger.Info("draining without a next generation: listening sockets closed for good, hot restart off")
+			g.proc.Stop()
 		case sig := <-sigs:
 			if sig == syscall.SIGUSR1 {
 				srv.ReopenLogs()
 				continue
 			}
 			go func() {
-				if res, err := proc.Restart(); err != nil {
-					logger.Error("SIGHUP: hot restart failed", "err", err)
+				if res, err := g.proc.Restart(); err != nil {
+					g.logger.Error("SIGHUP: hot restart failed", "err", err)
 				} else {
-					logger.Info("SIGHUP: hot restart done", "pid", res.PID, "epoch", res.Epoch)
+					g.logger.Info("SIGHUP: hot restart done", "pid", res.PID, "epoch", res.Epoch)
 				}
 			}()
-		case <-proc.Exit():
-			// A child took over: it answers the control socket and the
-			// admin port now; this process drains, then exits.
-			proc.StopControl()
-			proc.HandOffPackets()
-			srv.StopAdmin()
-			srv.Drain(proc.Handoff)
-			select {
-			case <-srv.Drained():
-				logger.Info("drained; exiting", "epoch", proc.Epoch())
-			case <-proc.Terminate():
-				logger.Warn("ending before the drain is over: a newer generation is starting", "epoch", proc.Epoch())
-				srv.EndNow()
-				<-srv.Drained()
-			case <-ctx.Done():
-				logger.Warn("stopped by a signal while draining", "epoch", proc.Epoch())
-			}
-			cancelRun()
-			<-runErr
-			proc.Stop()
-			return nil
+		case <-g.proc.Exit():
+			return replacedByChild, nil
 		case <-ctx.Done():
-			cancelRun()
-			err := <-runErr
-			proc.Stop()
-			shmstats.Remove(f.baseID)
-			if err != nil {
-				fmt.Fprintln(stderr, "edge:", err)
-			}
-			return err
+			return stopped, nil
 		case err := <-runErr:
-			// Quit through the admin API, or a listener failed.
-			proc.Stop()
-			shmstats.Remove(f.baseID)
-			if err != nil {
-				fmt.Fprintln(stderr, "edge:", err)
-			}
-			return err
+			return runEnded, err
 		}
 	}
+}
+
+// drainForChild drains after a child took over: the child answers the
+// control socket and the admin port now and gets the idle connections and
+// the QUIC packets; this process ends when its connections have, when a
+// newer generation needs it gone, or on a signal.
+func (g *generation) drainForChild(ctx context.Context, srv *edge.Server) {
+	g.proc.StopControl()
+	g.proc.HandOffPackets()
+	srv.StopAdmin()
+	srv.Drain(g.proc.Handoff)
+	select {
+	case <-srv.Drained():
+		g.logger.Info("drained; exiting", "epoch", g.proc.Epoch())
+		return
+	case <-g.proc.Terminate():
+		g.logger.Warn("ending before the drain is over: a newer generation is starting", "epoch", g.proc.Epoch())
+	case <-ctx.Done():
+		g.logger.Warn("stopped by a signal while draining; ending now", "epoch", g.proc.Epoch())
+	}
+	srv.EndNow()
+	<-srv.Drained()
 }
 
 func restartCmd(stdout, stderr io.Writer) *cobra.Command {
