@@ -51,3 +51,14 @@ func BenchmarkH1ParseRequest(b *testing.B) {
 		c.req.Reset()
 	}
 }
+
+// BenchmarkWatchArmDisarm is what watching for a client going away costs a
+// request whose response comes before h1WatchAfter: a timer reset and stop.
+func BenchmarkWatchArmDisarm(b *testing.B) {
+	c := &h1conn{}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.armWatch()
+		c.disarmWatch()
+	}
+}

@@ -97,6 +97,14 @@ type h1conn struct {
 	clLeft      int64 // bytes of a content-length body still due, or -1
 	hijacked    bool
 	lost        bool // a body read may still use c: do not pool it
+
+	// Watching for the client going away while a request without a body
+	// waits for its response (see watch).
+	watchTimer   *time.Timer
+	watchWG      sync.WaitGroup // the armed timer's callback, until it returns
+	watchMu      sync.Mutex
+	watchArmed   bool
+	watchReading bool // the callback reads the connection
 }
 
 // connSource is the reader under br: the connection, after one byte read
@@ -201,9 +209,9 @@ func (c *h1conn) release() {
 	if cap(c.hdr) > h1HeadRetain {
 		c.hdr = nil
 	}
-	hdr, spans, req := c.hdr[:0], c.spans[:0], c.req
+	hdr, spans, req, timer := c.hdr[:0], c.spans[:0], c.req, c.watchTimer
 	*c = h1conn{}
-	c.hdr, c.spans, c.req = hdr, spans, req
+	c.hdr, c.spans, c.req, c.watchTimer = hdr, spans, req, timer
 	h1ConnPool.Put(c)
 }
 
@@ -232,7 +240,14 @@ func (c *h1conn) serve() {
 			// No deadline on bodies: the route timeout bounds the exchange.
 			c.conn.SetReadDeadline(time.Time{})
 		}
+		watching := c.req.Body == nil && c.br.Buffered() == 0
+		if watching {
+			c.armWatch()
+		}
 		aborted := c.d.l.serve(c.ctx, &c.req, c)
+		if watching {
+			c.disarmWatch()
+		}
 		if c.hijacked {
 			return
 		}
@@ -341,6 +356,67 @@ func (c *h1conn) handOff() bool {
 // response, to hand it off once idle.
 func (c *h1conn) canHandOff() bool {
 	return c.tlsState == nil && c.d.handoff != nil
+}
+
+// h1WatchAfter is how long a request without a body may wait for its
+// response before edge starts reading the client connection to notice the
+// client going away (and cancel the upstream request, as Envoy does). Most
+// responses come sooner, and then the watch costs only a timer reset.
+const h1WatchAfter = 500 * time.Millisecond
+
+// armWatch starts the timer after which watch runs.
+func (c *h1conn) armWatch() {
+	c.watchMu.Lock()
+	c.watchArmed, c.watchReading = true, false
+	c.watchMu.Unlock()
+	c.watchWG.Add(1)
+	if c.watchTimer == nil {
+		c.watchTimer = time.AfterFunc(h1WatchAfter, c.watch)
+	} else {
+		c.watchTimer.Reset(h1WatchAfter)
+	}
+}
+
+// watch reads the client connection while the response is awaited: an
+// end of stream or an error means the client has gone, and the request's
+// context is canceled; a byte (the start of a pipelined request) is kept
+// for the next request. disarmWatch interrupts it with a read deadline.
+func (c *h1conn) watch() {
+	defer c.watchWG.Done()
+	c.watchMu.Lock()
+	if !c.watchArmed {
+		c.watchMu.Unlock()
+		return
+	}
+	c.watchReading = true
+	c.watchMu.Unlock()
+	n, err := c.conn.Read(c.src.pending[:])
+	switch {
+	case n == 1:
+		c.src.npend = 1
+	case err != nil && !isTimeout(err):
+		c.cancel()
+	}
+}
+
+// disarmWatch stops the timer, or ends the watch it started, and returns
+// once the timer's callback cannot touch the connection any more.
+func (c *h1conn) disarmWatch() {
+	c.watchMu.Lock()
+	c.watchArmed = false
+	reading := c.watchReading
+	c.watchMu.Unlock()
+	if c.watchTimer.Stop() {
+		c.watchWG.Done() // the callback will not run
+		return
+	}
+	if reading {
+		c.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+	c.watchWG.Wait()
+	if reading {
+		c.conn.SetReadDeadline(time.Time{})
+	}
 }
 
 func isTimeout(err error) bool {

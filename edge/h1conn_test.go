@@ -903,3 +903,56 @@ func TestH1ClientCertificateReachesHeaderPolicy(t *testing.T) {
 		t.Errorf("HTTP/%d: upstream saw x-forwarded-client-cert %q, want the client's DNS SAN", resp.ProtoMajor, e.Header.Get("X-Forwarded-Client-Cert"))
 	}
 }
+
+// TestH1ClientGoneCancelsUpstream: a client that goes away while its
+// request waits for a slow upstream has the upstream request canceled
+// within about h1WatchAfter, not when the upstream finally answers.
+func TestH1ClientGoneCancelsUpstream(t *testing.T) {
+	canceled := make(chan time.Duration, 1)
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		select {
+		case <-r.Context().Done():
+			canceled <- time.Since(start)
+		case <-time.After(10 * time.Second):
+			io.WriteString(w, "late")
+		}
+	}))
+	s := startEdge(t, h1Config, "UPSTREAM", up.hostPort(), "HEADTIMEOUT", "2s", "IDLETIMEOUT", "30s")
+	c := dialRaw(t, s.Addr("public").String())
+	c.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	c.c.Close()
+	select {
+	case d := <-canceled:
+		t.Logf("upstream request canceled %s after it arrived", d)
+		if d > 3*time.Second {
+			t.Errorf("canceled only after %s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream request went on after the client left")
+	}
+}
+
+// TestH1PipelinedRequestDuringWatch: a request pipelined behind a slow one
+// arrives while edge watches the connection; its first byte, read by the
+// watch, is not lost.
+func TestH1PipelinedRequestDuringWatch(t *testing.T) {
+	up := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(3 * h1WatchAfter)
+		}
+		io.WriteString(w, "answer "+r.URL.Path)
+	}))
+	s := startEdge(t, h1Config, "UPSTREAM", up.hostPort(), "HEADTIMEOUT", "2s", "IDLETIMEOUT", "30s")
+	c := dialRaw(t, s.Addr("public").String())
+	c.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * h1WatchAfter) // the watch is reading now
+	c.send("GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	for _, want := range []string{"answer /slow", "answer /next"} {
+		resp, body := c.response("GET")
+		if resp.StatusCode != 200 || body != want {
+			t.Errorf("got %d %q, want 200 %q", resp.StatusCode, body, want)
+		}
+	}
+}
