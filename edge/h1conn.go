@@ -105,6 +105,7 @@ type h1conn struct {
 	watchMu      sync.Mutex
 	watchArmed   bool
 	watchReading bool // the callback reads the connection
+	watchOn      bool // armed and not yet disarmed (the loop's goroutine only)
 }
 
 // connSource is the reader under br: the connection, after one byte read
@@ -240,14 +241,11 @@ func (c *h1conn) serve() {
 			// No deadline on bodies: the route timeout bounds the exchange.
 			c.conn.SetReadDeadline(time.Time{})
 		}
-		watching := c.req.Body == nil && c.br.Buffered() == 0
-		if watching {
+		if c.req.Body == nil && c.br.Buffered() == 0 {
 			c.armWatch()
 		}
 		aborted := c.d.l.serve(c.ctx, &c.req, c)
-		if watching {
-			c.disarmWatch()
-		}
+		c.disarmWatch()
 		if c.hijacked {
 			return
 		}
@@ -366,6 +364,7 @@ const h1WatchAfter = 500 * time.Millisecond
 
 // armWatch starts the timer after which watch runs.
 func (c *h1conn) armWatch() {
+	c.watchOn = true
 	c.watchMu.Lock()
 	c.watchArmed, c.watchReading = true, false
 	c.watchMu.Unlock()
@@ -400,8 +399,13 @@ func (c *h1conn) watch() {
 }
 
 // disarmWatch stops the timer, or ends the watch it started, and returns
-// once the timer's callback cannot touch the connection any more.
+// once the timer's callback cannot touch the connection any more. It does
+// nothing when no watch is armed.
 func (c *h1conn) disarmWatch() {
+	if !c.watchOn {
+		return
+	}
+	c.watchOn = false
 	c.watchMu.Lock()
 	c.watchArmed = false
 	reading := c.watchReading
@@ -640,11 +644,18 @@ func (c *h1conn) upgrade(h *message.Header) (io.ReadWriteCloser, error) {
 	}
 	c.hijacked = true
 	c.dc.state.Store(connHijacked)
+	// The tunnel reads the connection from now on: the watch must not,
+	// and a byte it read goes first.
+	c.disarmWatch()
 	c.conn.SetReadDeadline(time.Time{})
 	u := &upgradedConn{Conn: c.conn, raw: c.dc.raw}
-	if n := c.br.Buffered(); n > 0 {
-		u.buf = make([]byte, n)
-		c.br.Read(u.buf)
+	if n := c.br.Buffered() + c.src.npend; n > 0 {
+		u.buf = make([]byte, 0, n)
+		u.buf = append(u.buf, c.src.pending[:c.src.npend]...)
+		c.src.npend = 0
+		b, _ := c.br.Peek(c.br.Buffered())
+		u.buf = append(u.buf, b...)
+		c.br.Discard(len(b))
 	}
 	return u, nil
 }

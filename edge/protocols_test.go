@@ -363,3 +363,43 @@ func TestHTTP2MaxConcurrentStreamsAdvertised(t *testing.T) {
 		t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (sent %v), want 7", v, ok)
 	}
 }
+
+// TestWebSocketUpgradeAfterWatch: an upgrade answered after h1WatchAfter
+// (the connection is being watched for the client leaving) still tunnels
+// every byte: the watch stops before the tunnel reads.
+func TestWebSocketUpgradeAfterWatch(t *testing.T) {
+	wsUp := newUpstream(t, websocket.Server{
+		Handshake: func(*websocket.Config, *http.Request) error {
+			time.Sleep(2 * h1WatchAfter)
+			return nil
+		},
+		Handler: func(c *websocket.Conn) {
+			for {
+				var msg string
+				if err := websocket.Message.Receive(c, &msg); err != nil {
+					return
+				}
+				websocket.Message.Send(c, "echo: "+msg)
+			}
+		},
+	})
+	s := startEdge(t, basicConfig, "UPSTREAM", wsUp.hostPort())
+	ws, err := websocket.Dial("ws://"+s.Addr("public").String()+"/ws", "", "http://"+s.Addr("public").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	ws.SetDeadline(time.Now().Add(5 * time.Second))
+	for _, m := range []string{"one", "two"} {
+		if err := websocket.Message.Send(ws, m); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := websocket.Message.Receive(ws, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != "echo: "+m {
+			t.Errorf("got %q, want echo of %q", got, m)
+		}
+	}
+}
