@@ -105,6 +105,22 @@ type runFlags struct {
 	logLevel, logFormat     string
 }
 
+// check reports a flag value edge cannot run with, and the fix.
+func (f runFlags) check() error {
+	switch {
+	case f.baseID < 0 || f.baseID > maxBaseID:
+		return fmt.Errorf("--base-id %d: use a number from 0 to %d", f.baseID, maxBaseID)
+	case f.drainTime <= 0:
+		return fmt.Errorf("--drain-time %s: use a positive duration such as 600s", f.drainTime)
+	case f.shutdownTime < f.drainTime:
+		return fmt.Errorf("--parent-shutdown-time (%s) must not be shorter than --drain-time (%s)", f.shutdownTime, f.drainTime)
+	}
+	return nil
+}
+
+// maxBaseID bounds --base-id (it names files and sockets).
+const maxBaseID = 1<<31 - 1
+
 // run serves one generation: it takes over from the previous one when
 // there is one, serves until told to stop or until the next generation
 // takes over, then drains.
@@ -115,8 +131,7 @@ func run(ctx context.Context, f runFlags, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "edge:", err)
 		return err
 	}
-	if f.shutdownTime < f.drainTime {
-		err := fmt.Errorf("--parent-shutdown-time (%s) must not be shorter than --drain-time (%s)", f.shutdownTime, f.drainTime)
+	if err := f.check(); err != nil {
 		fmt.Fprintln(stderr, "edge:", err)
 		return err
 	}

@@ -74,3 +74,19 @@ func TestRunRejectsBadLogLevel(t *testing.T) {
 		t.Errorf("run --log-level loud: %q, %v", stderr, err)
 	}
 }
+
+func TestRunRejectsBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--base-id", "-1"}, "--base-id -1: use a number from 0"},
+		{[]string{"--drain-time", "-5s"}, "--drain-time -5s: use a positive duration"},
+		{[]string{"--drain-time", "10s", "--parent-shutdown-time", "5s"}, "must not be shorter than --drain-time"},
+	} {
+		_, stderr, err := runCLI(t, append([]string{"run"}, c.args...)...)
+		if err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("run %v: %q, %v; want %q", c.args, stderr, err, c.want)
+		}
+	}
+}
