@@ -965,3 +965,43 @@ func TestDrainListenersRefusesNewConnections(t *testing.T) {
 		t.Error("the process exited after /drain_listeners; it should stay up until stopped")
 	}
 }
+
+// TestHotRestartNewConfig: a restart applies the config on disk: a route
+// change takes effect, a new listener is bound fresh, and a listener the
+// new config drops stops accepting once the old process is gone.
+func TestHotRestartNewConfig(t *testing.T) {
+	cfg, admin, public, bench := hotEdgeConfig(t)
+	e := startHotEdge(t, cfg, admin, "--drain-time", "2s", "--parent-shutdown-time", "4s")
+	oldPID := e.pid()
+	extra := freePort(t)
+	next := strings.Replace(cfg, "  - name: bench\n    address: "+bench+"\n    route_config: main\n",
+		"  - name: extra\n    address: "+extra+"\n    route_config: main\n", 1)
+	next = strings.Replace(next, "      - name: all\n", "      - name: all\n        response_headers_to_add: [{name: x-generation, value: two}]\n", 1)
+	if next == cfg || !strings.Contains(next, "x-generation") {
+		t.Fatal("the test's config edit did not apply")
+	}
+	if err := os.WriteFile(e.cfg, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRestart()
+	for _, addr := range []string{public, extra} {
+		resp, err := http.Get("http://" + addr + "/after")
+		if err != nil {
+			t.Fatalf("%s after the restart: %v", addr, err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("x-generation") != "two" {
+			t.Errorf("%s: x-generation %q, want the new config's", addr, resp.Header.Get("x-generation"))
+		}
+	}
+	deadline := time.Now().Add(6 * time.Second)
+	for alive(oldPID) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c, err := net.DialTimeout("tcp", bench, time.Second); err == nil {
+		c.Close()
+		t.Errorf("the dropped listener %s still accepts after the old process exited", bench)
+	} else if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("connecting to the dropped listener: %v, want connection refused", err)
+	}
+}
