@@ -59,6 +59,10 @@ type Options struct {
 	// LogLevel, when set, is the level of Logger's handler, so that the
 	// admin API can change it at run time.
 	LogLevel *slog.LevelVar
+	// OCSPStaples are the staples the previous process served (hot
+	// restart; see Server.OCSPStaples), served again until they are due
+	// for refresh.
+	OCSPStaples [][]byte
 	// QUIC sets what HTTP/3 listeners' QUIC transports share with other
 	// generations across a hot restart; zero means quic-go's defaults.
 	QUIC QUICOptions
@@ -232,6 +236,7 @@ func New(o Options) (*Server, error) {
 	}
 	if !o.validating {
 		s.stapler = edgetls.NewStapler(s.logger)
+		s.stapler.Carry(o.OCSPStaples)
 	}
 	if err := s.compile(); err != nil {
 		if s.stapler != nil {
@@ -600,6 +605,15 @@ func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addrs[name]
+}
+
+// OCSPStaples returns the OCSP staples being served, for the next process
+// (Options.OCSPStaples).
+func (s *Server) OCSPStaples() [][]byte {
+	if s.stapler == nil {
+		return nil
+	}
+	return s.stapler.Export()
 }
 
 // Stats returns the server's stats store.

@@ -50,6 +50,8 @@ type message struct {
 	Listeners []string `json:"listeners,omitempty"`
 	// Listener names the listener a handed-over connection belongs to.
 	Listener string `json:"listener,omitempty"`
+	// Staples are the OCSP staples the parent serves.
+	Staples [][]byte `json:"staples,omitempty"`
 	// QUICKeys are the stateless reset and address token keys every
 	// generation's QUIC transports share (32 bytes each).
 	QUICKeys []byte `json:"quic_keys,omitempty"`
@@ -65,6 +67,9 @@ func send(c *net.UnixConn, m *message, fds ...int) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("control: encode %s: %w", m.Op, err)
+	}
+	if len(b) > maxMessage {
+		return fmt.Errorf("control: %s message of %d bytes exceeds %d", m.Op, len(b), maxMessage)
 	}
 	var oob []byte
 	if len(fds) > 0 {

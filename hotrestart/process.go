@@ -3,6 +3,7 @@ package hotrestart
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -59,8 +60,11 @@ type Process struct {
 	// QUIC connections go (until the socket is opened).
 	forwardTo map[string]*net.UnixConn
 
-	// exportKeys returns the TLS session ticket keys a child gets.
-	exportKeys func() []byte
+	// exportKeys returns the TLS session ticket keys a child gets;
+	// exportStaples the OCSP staples.
+	exportKeys    func() []byte
+	exportStaples func() [][]byte
+	staples       [][]byte // the parent's
 	// adopt serves a connection the parent handed over.
 	adopt func(listener string, c net.Conn) error
 
@@ -184,7 +188,7 @@ func (p *Process) greetParent() error {
 	}
 	c.SetDeadline(time.Time{})
 	p.parent, p.parentPID, p.epoch = c, m.PID, m.Epoch
-	p.parentListeners, p.ticketKeys = m.Listeners, m.TicketKeys
+	p.parentListeners, p.ticketKeys, p.staples = m.Listeners, m.TicketKeys, m.Staples
 	if len(m.QUICKeys) != 64 {
 		c.Close()
 		return fmt.Errorf("hot restart: the parent sent %d bytes of QUIC keys, want 64", len(m.QUICKeys))
@@ -201,6 +205,14 @@ func (p *Process) Epoch() int { return p.epoch }
 // TicketKeys are the TLS session ticket keys exported by the parent (nil
 // in the first generation).
 func (p *Process) TicketKeys() []byte { return p.ticketKeys }
+
+// Staples are the OCSP staples the parent served (nil in the first
+// generation).
+func (p *Process) Staples() [][]byte { return p.staples }
+
+// SetStaples gives the function that exports this process's OCSP staples
+// to a child. Call it before Ready.
+func (p *Process) SetStaples(export func() [][]byte) { p.exportStaples = export }
 
 // SetTicketKeys gives the function that exports this process's ticket keys
 // to a child. Call it before Ready.
@@ -514,6 +526,13 @@ func (p *Process) welcome(c *net.UnixConn, cred *syscall.Ucred, hello *message) 
 	}
 	if p.exportKeys != nil {
 		reply.TicketKeys = p.exportKeys()
+	}
+	if p.exportStaples != nil {
+		reply.Staples = p.exportStaples()
+		if b, _ := json.Marshal(reply); len(b) > maxMessage-4096 {
+			p.log.Info("hot restart: too many OCSP staples to hand over; the child fetches its own", "staples", len(reply.Staples))
+			reply.Staples = nil
+		}
 	}
 	reply.QUICKeys = p.quicKeys
 	childEnds, err := p.forwardingPairs(reply)

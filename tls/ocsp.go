@@ -61,9 +61,41 @@ type Stapler struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	mu     sync.Mutex // guards stopped and wg.Add
+	mu     sync.Mutex // guards stop, wg.Add, carried and states
 	wg     sync.WaitGroup
 	stop   bool
+
+	// carried are staples the previous process served (hot restart),
+	// tried before a certificate's first fetch.
+	carried [][]byte
+	// states are the certificates being stapled, for Export.
+	states []*stapled
+}
+
+// Carry gives the staples the previous process served (see Export): a
+// certificate loaded afterwards starts with the one that answers for it,
+// if still current, and fetches when it is due rather than at once, so a
+// restart neither waits for the responder nor loses staples while it is
+// down. Call it before loading certificates.
+func (s *Stapler) Carry(staples [][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.carried = staples
+}
+
+// Export returns the current staples, for the next process's Carry.
+func (s *Stapler) Export() [][]byte {
+	s.mu.Lock()
+	states := s.states
+	s.mu.Unlock()
+	now := s.now().UnixNano()
+	var out [][]byte
+	for _, o := range states {
+		if st := o.cur.Load(); st != nil && now < st.expires {
+			out = append(out, st.cert.OCSPStaple)
+		}
+	}
+	return out
 }
 
 // NewStapler returns a Stapler that logs to logger (nil: discard) and
@@ -126,6 +158,19 @@ func (s *Stapler) add(c *tls.Certificate) *stapled {
 		return nil
 	}
 	o := &stapled{st: s, base: c, leaf: leaf, issuer: issuer, first: make(chan struct{})}
+	s.mu.Lock()
+	s.states = append(s.states, o)
+	carried := s.carried
+	s.mu.Unlock()
+	for _, der := range carried {
+		resp, err := ocsp.ParseResponseForCert(der, leaf, issuer)
+		if err != nil || o.check(resp) != nil {
+			continue
+		}
+		o.install(resp, der)
+		o.firstOnce.Do(func() { close(o.first) })
+		return o // the next fetch is due at the staple's refresh time
+	}
 	o.kick()
 	return o
 }
@@ -201,11 +246,24 @@ func (o *stapled) refresh() {
 		return
 	}
 	o.failures = 0
-	expires := resp.NextUpdate
+	expires, refresh := o.install(resp, der)
+	if resp.Status == ocsp.Revoked {
+		log.Error("OCSP responder says the certificate is REVOKED; stapling the revocation (clients will refuse it): replace the certificate",
+			"responder", url, "revoked_at", resp.RevokedAt, "reason", resp.RevocationReason)
+		return
+	}
+	log.Debug("OCSP staple refreshed", "responder", url, "next_update", expires, "refresh_at", refresh)
+}
+
+// install serves der (resp) from now on and schedules its refresh halfway
+// to its nextUpdate.
+func (o *stapled) install(resp *ocsp.Response, der []byte) (expires, refresh time.Time) {
+	now := o.st.now()
+	expires = resp.NextUpdate
 	if expires.IsZero() {
 		expires = now.Add(ocspNoNextUpdate)
 	}
-	refresh := resp.ThisUpdate.Add(expires.Sub(resp.ThisUpdate) / 2)
+	refresh = resp.ThisUpdate.Add(expires.Sub(resp.ThisUpdate) / 2)
 	if floor := now.Add(ocspRetryMin); refresh.Before(floor) {
 		refresh = floor
 	}
@@ -213,12 +271,22 @@ func (o *stapled) refresh() {
 	c.OCSPStaple = der
 	o.cur.Store(&staple{cert: &c, resp: resp, expires: expires.UnixNano()})
 	o.nextTry.Store(refresh.UnixNano())
-	if resp.Status == ocsp.Revoked {
-		log.Error("OCSP responder says the certificate is REVOKED; stapling the revocation (clients will refuse it): replace the certificate",
-			"responder", url, "revoked_at", resp.RevokedAt, "reason", resp.RevocationReason)
-		return
+	return expires, refresh
+}
+
+// check refuses a response that must not be stapled now: status unknown,
+// from the future, or expired.
+func (o *stapled) check(resp *ocsp.Response) error {
+	now := o.st.now()
+	switch {
+	case resp.Status == ocsp.Unknown:
+		return errors.New("responder does not know the certificate (status unknown)")
+	case resp.ThisUpdate.After(now.Add(5 * time.Minute)):
+		return fmt.Errorf("response is from the future (thisUpdate %s)", resp.ThisUpdate.UTC().Format(time.RFC3339))
+	case !resp.NextUpdate.IsZero() && !now.Before(resp.NextUpdate):
+		return fmt.Errorf("response has expired (nextUpdate %s)", resp.NextUpdate.UTC().Format(time.RFC3339))
 	}
-	log.Debug("OCSP staple refreshed", "responder", url, "next_update", expires, "refresh_at", refresh)
+	return nil
 }
 
 // fetch asks the leaf's responders in turn and returns the first usable
@@ -267,14 +335,8 @@ func (o *stapled) fetchFrom(url string, req []byte) (*ocsp.Response, []byte, err
 	if err != nil {
 		return nil, nil, fmt.Errorf("invalid response: %w", err)
 	}
-	now := o.st.now()
-	switch {
-	case resp.Status == ocsp.Unknown:
-		return nil, nil, errors.New("responder does not know the certificate (status unknown)")
-	case resp.ThisUpdate.After(now.Add(5 * time.Minute)):
-		return nil, nil, fmt.Errorf("response is from the future (thisUpdate %s)", resp.ThisUpdate.UTC().Format(time.RFC3339))
-	case !resp.NextUpdate.IsZero() && !now.Before(resp.NextUpdate):
-		return nil, nil, fmt.Errorf("response has expired (nextUpdate %s)", resp.NextUpdate.UTC().Format(time.RFC3339))
+	if err := o.check(resp); err != nil {
+		return nil, nil, err
 	}
 	return resp, der, nil
 }

@@ -290,3 +290,58 @@ func TestOCSPUnreachableAtLoad(t *testing.T) {
 		t.Errorf("Stop took %v", d)
 	}
 }
+
+// TestOCSPStaplesCarriedAcrossRestart: a new process given the old one's
+// staples (Export, Carry) serves them from its first handshake without
+// asking the responder, even while the responder is down; a carried staple
+// that has expired is not used.
+func TestOCSPStaplesCarriedAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	ca := newPKI(t, dir, "ca")
+	clock := newFakeClock()
+	resp := newOCSPResponder(t, ca, clock)
+	c := ca.issue("c", leafOpts{dns: []string{"c.test"}, ocsp: []string{resp.url}, chain: true})
+	l := &config.ListenerTLS{Certificates: []config.CertificateFiles{{CertFile: c.certFile, KeyFile: c.keyFile}}}
+	load := func(carried [][]byte) (*edgetls.Stapler, *tls.Config) {
+		t.Helper()
+		st := edgetls.NewStapler(nil)
+		st.SetClock(clock.now)
+		t.Cleanup(st.Stop)
+		st.Carry(carried)
+		sc, err := edgetls.ServerConfigWith(testConfig(dir), "listeners[0].tls", l, nil, edgetls.ServerOptions{Stapler: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, sc
+	}
+	staple := func(sc *tls.Config) []byte {
+		t.Helper()
+		srv, cli := handshake(t, sc, &tls.Config{ServerName: "c.test", RootCAs: ca.pool()})
+		if srv.err != nil || cli.err != nil {
+			t.Fatalf("handshake: %v, %v", srv.err, cli.err)
+		}
+		return cli.state.OCSPResponse
+	}
+
+	old, oldSC := load(nil)
+	first := staple(oldSC)
+	exported := old.Export()
+	if len(first) == 0 || len(exported) != 1 || !bytes.Equal(exported[0], first) {
+		t.Fatalf("exported %d staples; the old process served %d bytes", len(exported), len(first))
+	}
+	resp.set(func(r *ocspResponder) { r.fail = true })
+	_, asked := resp.lastResponse()
+	_, newSC := load(exported)
+	if got := staple(newSC); !bytes.Equal(got, first) {
+		t.Errorf("the new process's first handshake stapled %d bytes, want the carried %d", len(got), len(first))
+	}
+	if _, n := resp.lastResponse(); n != asked {
+		t.Errorf("the new process asked the responder %d times at load; the carried staple was current", n-asked)
+	}
+
+	clock.advance(3 * time.Hour) // past the staple's nextUpdate
+	_, lateSC := load(exported)
+	if got := staple(lateSC); len(got) != 0 {
+		t.Errorf("an expired carried staple was served (%d bytes)", len(got))
+	}
+}

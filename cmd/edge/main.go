@@ -246,7 +246,7 @@ func (g *generation) build(level *slog.LevelVar) (*edge.Server, *shmstats.Region
 	srv, err := edge.New(edge.Options{
 		Config: cfg, Logger: g.logger, LogLevel: level, Version: buildVersion(), Stats: store,
 		Listen: proc.Listen, ListenPacket: proc.ListenPacket, TicketKeys: keys, Epoch: proc.Epoch(),
-		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime,
+		DrainTime: f.drainTime, ShutdownTime: f.shutdownTime, OCSPStaples: proc.Staples(),
 		QUIC: edge.QUICOptions{
 			ConnectionIDGenerator: proc.QUICConnectionIDGenerator(),
 			StatelessResetKey:     resetKey, TokenGeneratorKey: tokenKey,
@@ -256,6 +256,7 @@ func (g *generation) build(level *slog.LevelVar) (*edge.Server, *shmstats.Region
 		region.Close()
 		return nil, nil, "invalid config", err
 	}
+	proc.SetStaples(srv.OCSPStaples)
 	return srv, region, "", nil
 }
 
