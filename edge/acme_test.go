@@ -136,6 +136,10 @@ func TestACMEThroughEdge(t *testing.T) {
 				t.Errorf("HTTPS GET /ping: got %d %q, want 200 %q", resp.StatusCode, body, "pong\n")
 			}
 
+			if got, _ := s.Stats().Lookup("edge_acme_certificates_obtained_total", statsLabel("listener", "public")); got != 1 {
+				t.Errorf("edge_acme_certificates_obtained_total = %v, want 1", got)
+			}
+
 			// Which listener answered the challenge: only challenge
 			// responses are 2xx on the plain listener so far.
 			ok2xx, _ := s.Stats().Lookup("edge_http_downstream_rq_xx",

@@ -316,6 +316,7 @@ func (s *Server) compile() error {
 			if lc.TLS.ACME != nil {
 				m, err := edgetls.NewACME(cfg, path+".tls.acme", lc.TLS.ACME, edgetls.ACMEOptions{
 					Logger: s.logger, HTTPPort: plainHTTPPort(cfg), TLSPort: addressPort(lc.Address),
+					OnResult: acmeStats(s.stats, lc.Name),
 				})
 				if err != nil {
 					addErr(err)
@@ -373,6 +374,25 @@ func (s *Server) compile() error {
 		s.admin = newAdminServer(s)
 	}
 	return nil
+}
+
+// acmeStats counts a listener's ACME results: certificates obtained,
+// renewed, and attempts that failed (certmagic retries them).
+func acmeStats(st *stats.Store, listener string) func(obtained, renewal bool) {
+	lbl := stats.Label{Name: "listener", Value: listener}
+	obtained := st.Counter("edge_acme_certificates_obtained_total", "ACME certificates obtained (renewals excluded).", lbl)
+	renewed := st.Counter("edge_acme_certificates_renewed_total", "ACME certificates renewed.", lbl)
+	failed := st.Counter("edge_acme_failures_total", "ACME issuance or renewal attempts that failed (retried with backoff).", lbl)
+	return func(ok, renewal bool) {
+		switch {
+		case !ok:
+			failed.Inc()
+		case renewal:
+			renewed.Inc()
+		default:
+			obtained.Inc()
+		}
+	}
 }
 
 // alpn lists the ALPN protocols a TLS listener offers, best first.

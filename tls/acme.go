@@ -62,6 +62,10 @@ type ACMEOptions struct {
 	// relies on edge to answer; when nothing listens there it binds the
 	// port itself for the duration of the challenge.
 	HTTPPort, TLSPort int
+	// OnResult, when set, is told of every issuance or renewal attempt's
+	// end (for stats): whether a certificate was obtained, and whether it
+	// was a renewal.
+	OnResult func(obtained, renewal bool)
 }
 
 // ACME obtains and renews the certificates of one listener's tls.acme
@@ -100,6 +104,7 @@ type ACME struct {
 
 	askClient    *http.Client
 	challengeTLS *tls.Config // served to TLS-ALPN-01 handshakes
+	onResult     func(obtained, renewal bool)
 
 	mu       sync.Mutex // guards started, stopped, cancel
 	started  bool
@@ -138,6 +143,7 @@ func NewACME(cfg *config.Config, path string, a *config.ACME, opts ACMEOptions) 
 	m := &ACME{
 		path:      path,
 		logger:    logger.With("acme", path),
+		onResult:  opts.OnResult,
 		directory: a.Directory,
 		email:     a.Email,
 		managed:   make(map[string]struct{}, len(a.Domains)),
@@ -363,11 +369,18 @@ func (m *ACME) configForCert(c certmagic.Certificate) (*certmagic.Config, error)
 
 // onEvent logs certmagic's outcome events in edge's terms.
 func (m *ACME) onEvent(ctx context.Context, event string, data map[string]any) error {
+	renewal, _ := data["renewal"].(bool)
 	switch event {
 	case "cert_obtained":
 		m.logger.Info("ACME certificate obtained", "domain", data["identifier"], "renewal", data["renewal"],
 			"issuer", data["issuer"])
+		if m.onResult != nil {
+			m.onResult(true, renewal)
+		}
 	case "cert_failed":
+		if m.onResult != nil {
+			m.onResult(false, renewal)
+		}
 		err, _ := data["error"].(error)
 		args := []any{"domain", data["identifier"], "renewal", data["renewal"], "error", err}
 		if p, ok := problem(err); ok {
