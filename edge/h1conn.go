@@ -291,8 +291,9 @@ var crlfcrlf, lflf = []byte("\r\n\r\n"), []byte("\n\n")
 // does. Shutdown may close the connection while it waits.
 func (c *h1conn) waitRequest() bool {
 	d := c.d
-	if c.br.Buffered() > 0 {
-		// Pipelined: the next request is already here.
+	if c.br.Buffered() > 0 || c.src.npend > 0 {
+		// Pipelined: the next request is already here (or its first
+		// byte, read by the watch for the client leaving).
 		c.dc.state.Store(connActive)
 		return true
 	}

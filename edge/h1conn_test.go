@@ -956,3 +956,63 @@ func TestH1PipelinedRequestDuringWatch(t *testing.T) {
 		}
 	}
 }
+
+// TestH1HandoffAfterPipelinedRequest: during a hot restart drain, a
+// connection busy with a slow request, with the next request pipelined
+// behind it (its first byte read by the client watch), answers both
+// without connection: close and is then handed to the next process, which
+// serves its third request.
+func TestH1HandoffAfterPipelinedRequest(t *testing.T) {
+	g := newGate(t)
+	vars := []string{"UPSTREAM", g.hostPort(), "HEADTIMEOUT", "2s", "IDLETIMEOUT", "30s"}
+	old, _ := runEdge(t, h1Config, Options{DrainTime: 5 * time.Second, ShutdownTime: 5 * time.Second}, vars...)
+	next := startEdge(t, h1Config, vars...)
+	handedOff := make(chan struct{}, 1)
+	handoff := func(listener string, c net.Conn) bool {
+		f, err := c.(*net.TCPConn).File()
+		if err != nil {
+			t.Errorf("dup: %v", err)
+			return false
+		}
+		defer f.Close()
+		nc, err := net.FileConn(f)
+		if err != nil {
+			t.Errorf("FileConn: %v", err)
+			return false
+		}
+		if err := next.Adopt(listener, nc); err != nil {
+			t.Errorf("Adopt: %v", err)
+			nc.Close()
+			return false
+		}
+		handedOff <- struct{}{}
+		return true
+	}
+
+	c := dialRaw(t, old.Addr("public").String())
+	c.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-g.arrived
+	time.Sleep(2 * h1WatchAfter) // the watch reads the connection now
+	c.send("GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(100 * time.Millisecond)
+	old.Drain(handoff)
+	close(g.release)
+	for _, want := range []string{"done /slow", "done /next"} {
+		resp, body := c.response("GET")
+		if body != want || resp.Close {
+			t.Errorf("got %q (close %v), want %q on a connection kept for the hand-over", body, resp.Close, want)
+		}
+	}
+	select {
+	case <-handedOff:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection was not handed over")
+	}
+	c.send("GET /third HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, body := c.response("GET"); body != "done /third" {
+		t.Errorf("third request: %q", body)
+	}
+	if n, _ := next.Stats().Lookup("edge_http_downstream_rq_total", statsLabel("listener", "public")); n != 1 {
+		t.Errorf("the next server served %v requests, want the third one", n)
+	}
+}
