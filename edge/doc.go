@@ -9,9 +9,10 @@
 //	             connection tracking and graceful shutdown
 //	h1conn.go    edge's HTTP/1.1 connection loop (h1parse.go, h1body.go)
 //	             -> message.Request; the connection is the responder
-//	nethttp.go   x/net's HTTP/2 server (TLS and h2c) -> message.Request
+//	h2conn.go    edge's HTTP/2 codec (TLS and h2c) on x/net's Framer and
+//	             hpack -> message.Request; each stream is the responder
 //	http3.go     quic-go's HTTP/3 server on the UDP twin of a TLS listener,
-//	             through the same adapter
+//	             through the net/http adapter of nethttp.go
 //	forward.go   listenerRuntime.serve: header policy (headers.go: XFF,
 //	             internal/external, x-edge-*, XFCC, request id), ACME
 //	             HTTP-01 answers, route match, then a local reply, a

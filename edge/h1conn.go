@@ -141,7 +141,7 @@ func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, tlsState *tls.Conne
 	c.clLeft = -1
 	c.ctx, c.cancel = context.WithCancel(d.ctx)
 
-	if !isTLS && d.h2 != nil && !dc.adopted {
+	if !isTLS && d.http2 && !dc.adopted {
 		h2, err := c.sniffPreface()
 		if err != nil {
 			c.release()
@@ -153,7 +153,7 @@ func (d *downstream) serveHTTP1(dc *downConn, conn net.Conn, tlsState *tls.Conne
 			buf := make([]byte, c.br.Buffered())
 			c.br.Read(buf)
 			c.release()
-			d.serveHTTP2(dc, &replayConn{Conn: conn, buf: buf})
+			d.serveH2(dc, &replayConn{Conn: conn, buf: buf})
 			return
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -20,18 +19,14 @@ import (
 // This file owns a listener's client connections: the accept loop, the
 // protocol dispatch (TLS with ALPN, the cleartext HTTP/2 preface), the set
 // of open connections and graceful shutdown. HTTP/1.1 is served by edge's
-// own connection loop (h1conn.go); HTTP/2 by x/net's server (nethttp.go
-// adapts it to the forwarding core).
+// own connection loop (h1conn.go), HTTP/2 by edge's own codec (h2conn.go).
 
 // downstream serves one listener's accepted connections.
 type downstream struct {
 	l     *listenerRuntime
 	http1 bool
-	// h2 and h2base serve HTTP/2 (nil when the listener does not offer
-	// it): h2base is the BaseConfig x/net reads limits from, and its
-	// Shutdown sends GOAWAY on every open HTTP/2 connection.
-	h2     *http2.Server
-	h2base *http.Server
+	// http2: the listener offers HTTP/2 (edge's codec, h2conn.go).
+	http2 bool
 
 	headTimeout  time.Duration // timeouts.request_headers
 	idleTimeout  time.Duration // timeouts.idle
@@ -74,6 +69,8 @@ type downConn struct {
 	state     atomic.Int32
 	cleartext bool
 	adopted   bool // handed over idle by the previous process
+	// h2 is the HTTP/2 connection served on it, while it is served.
+	h2 atomic.Pointer[h2conn]
 }
 
 // newDownstream builds l's connection manager from its config.
@@ -94,7 +91,7 @@ func newDownstream(l *listenerRuntime) *downstream {
 		case "http1":
 			d.http1 = true
 		case "http2":
-			d.h2, d.h2base = l.newHTTP2()
+			d.http2 = true
 		}
 	}
 	return d
@@ -153,7 +150,7 @@ func temporaryAcceptError(err error) bool {
 }
 
 // serveConn runs one client connection to its end: TLS handshake, protocol
-// choice, then the HTTP/1.1 loop or x/net's HTTP/2 server. An adopted
+// choice, then the HTTP/1.1 loop or the HTTP/2 codec. An adopted
 // connection (a cleartext HTTP/1.1 one handed over idle by the previous
 // process, which counted it) starts as an idle one.
 func (d *downstream) serveConn(raw net.Conn, adopted bool) {
@@ -210,9 +207,9 @@ func (d *downstream) serveConn(raw net.Conn, adopted bool) {
 		l.stats.tlsSessionReused.Inc()
 	}
 	switch proto := st.NegotiatedProtocol; {
-	case proto == http2.NextProtoTLS && d.h2 != nil:
+	case proto == http2.NextProtoTLS && d.http2:
 		raw.SetDeadline(time.Time{})
-		d.serveHTTP2(dc, tc)
+		d.serveH2(dc, tc)
 	case d.http1 && (proto == "" || proto == "http/1.1"):
 		raw.SetWriteDeadline(time.Time{})
 		raw.SetReadDeadline(time.Now().Add(d.headTimeout))
@@ -228,12 +225,6 @@ func looksLikeHTTP(b []byte) bool {
 		return true
 	}
 	return false
-}
-
-// serveHTTP2 hands c to x/net's HTTP/2 server until the connection ends.
-func (d *downstream) serveHTTP2(dc *downConn, c net.Conn) {
-	dc.state.Store(connH2)
-	d.h2.ServeConn(c, &http2.ServeConnOpts{Context: d.ctx, Handler: d.l, BaseConfig: d.h2base})
 }
 
 // shutdown stops accepting, closes idle HTTP/1.1 connections (or, with
@@ -260,15 +251,9 @@ func (d *downstream) shutdown(soft, hard context.Context, handoff func(net.Conn)
 	softDone := soft.Done()
 	for {
 		d.closeIdle(handoff != nil)
-		if d.h2base != nil && d.has(connH2) {
-			// x/net's ServeConn registers each connection with the
-			// BaseConfig's shutdown hook; Shutdown runs the hook, which
-			// sends GOAWAY once per connection. Repeating it covers
-			// connections that started serving after the first round.
-			expired, cancel := context.WithCancel(context.Background())
-			cancel()
-			d.h2base.Shutdown(expired)
-		}
+		// GOAWAY on HTTP/2 connections; repeated each round for the
+		// ones that started serving after the first (drain is idempotent).
+		d.drainH2()
 		select {
 		case <-done:
 			return
@@ -308,6 +293,21 @@ func (d *downstream) closeIdle(kick bool) {
 		if dc.state.CompareAndSwap(connIdle, connClosed) {
 			dc.raw.Close()
 		}
+	}
+}
+
+// drainH2 starts the graceful shutdown of every HTTP/2 connection.
+func (d *downstream) drainH2() {
+	d.mu.Lock()
+	var hs []*h2conn
+	for dc := range d.conns {
+		if h := dc.h2.Load(); h != nil {
+			hs = append(hs, h)
+		}
+	}
+	d.mu.Unlock()
+	for _, h := range hs {
+		h.drain() // writes GOAWAY: not under d.mu
 	}
 }
 

@@ -2,57 +2,21 @@ package edge
 
 import (
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"sync"
 
-	"golang.org/x/net/http2"
-
 	"github.com/edgeproxy/edge/edge/message"
 )
 
-// This file adapts x/net's HTTP/2 server (over TLS by ALPN, and cleartext
-// with prior knowledge) to the forwarding core's message types. HTTP/1.1 is
-// edge's own connection loop (h1conn.go); listen.go decides which of the two
-// serves a connection.
-
-// newHTTP2 builds the HTTP/2 server for l and the net/http Server that x/net
-// reads its limits from (BaseConfig). Graceful shutdown goes through the
-// latter: http2.ConfigureServer registers x/net's GOAWAY broadcast on its
-// Shutdown. That holds for x/net's own server, which Go 1.26 builds; with
-// Go 1.27 x/net wraps net/http's server and serves each ServeConn with a
-// BaseConfig through a one-off copy of it, which that Shutdown does not
-// reach (TestH2GoAwayOnShutdown fails then: drop BaseConfig from ServeConn,
-// or move HTTP/2 to edge's own codec).
-func (l *listenerRuntime) newHTTP2() (*http2.Server, *http.Server) {
-	lc := l.cfg
-	base := &http.Server{
-		Handler:        l,
-		IdleTimeout:    lc.Timeouts.Idle.D(),
-		MaxHeaderBytes: int(lc.Limits.MaxRequestHeaderBytes),
-		ErrorLog:       slog.NewLogLogger(l.logger.Handler(), slog.LevelDebug),
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: lc.Limits.MaxConcurrentStreams,
-		},
-	}
-	h2 := &http2.Server{
-		MaxConcurrentStreams: uint32(lc.Limits.MaxConcurrentStreams),
-		IdleTimeout:          lc.Timeouts.Idle.D(),
-	}
-	if err := http2.ConfigureServer(base, h2); err != nil {
-		// Only a TLSConfig with unsuitable cipher suites fails, and base
-		// has none.
-		panic(fmt.Sprintf("edge: configuring HTTP/2: %v", err))
-	}
-	return h2, base
-}
+// This file adapts net/http's handler interface, which quic-go's HTTP/3
+// server calls, to the forwarding core's message types. HTTP/1.1 and
+// HTTP/2 are edge's own codecs (h1conn.go, h2conn.go).
 
 var requestPool = sync.Pool{New: func() any { return new(message.Request) }}
 
-// ServeHTTP converts an HTTP/2 request from x/net into a message.Request,
+// ServeHTTP converts an HTTP/3 request from quic-go into a message.Request,
 // runs it through the forwarding core and resets the stream if the core
 // says the response was cut off.
 func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -109,9 +73,8 @@ func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.w, rw.r = nil, nil
 	responderPool.Put(rw)
 	if aborted {
-		// Tell net/http to reset the stream (HTTP/2) or close the
-		// connection (HTTP/1.1) instead of ending a truncated response as
-		// if it were complete.
+		// Tell the server to reset the stream instead of ending a
+		// truncated response as if it were complete.
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -175,13 +138,13 @@ func (h *httpResponder) writeTrailers(hdr *message.Header) {
 	h.setHeader(h.w.Header(), hdr, http.TrailerPrefix)
 }
 
-// upgrade fails: HTTP/2 has no connection-level upgrade (RFC 9113 §8.6),
-// and the core only asks for one on HTTP/1.1 requests.
+// upgrade fails: HTTP/3 has no connection-level upgrade, and the core only
+// asks for one on HTTP/1.1 requests.
 func (h *httpResponder) upgrade(*message.Header) (io.ReadWriteCloser, error) {
-	return nil, errNoUpgradeH2
+	return nil, errNoUpgradeH3
 }
 
-var errNoUpgradeH2 = errors.New("edge: protocol upgrade over HTTP/2 is not supported")
+var errNoUpgradeH3 = errors.New("edge: protocol upgrade over HTTP/3 is not supported")
 
 var _ http.Handler = (*listenerRuntime)(nil)
 var _ responder = (*httpResponder)(nil)
