@@ -47,6 +47,10 @@ const (
 	h2GoAwayLinger = time.Second
 )
 
+// h2WriteTimeout bounds one write of buffered frames: a client that reads
+// nothing for this long loses the connection. A variable for tests.
+var h2WriteTimeout = 30 * time.Second
+
 var (
 	h2ReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, h2ReadBuf) }}
 	h2StreamPool = sync.Pool{New: func() any {
@@ -1169,6 +1173,9 @@ func (c *h2conn) flushLocked() {
 		return
 	}
 	if c.werr == nil {
+		// A client that stops reading must not hold the connection's
+		// writer (and every stream behind it) for ever.
+		c.conn.SetWriteDeadline(time.Now().Add(h2WriteTimeout))
 		if _, err := c.conn.Write(c.wbuf); err != nil {
 			c.werr = err
 			c.wcond.Broadcast()

@@ -523,3 +523,23 @@ func TestH2IdleTimeout(t *testing.T) {
 		t.Errorf("GOAWAY(NO_ERROR, 1) seen %v; connection closed after %v, want about 300ms", goAway, el)
 	}
 }
+
+// TestH2ClientThatStopsReading: a client that opens big windows, asks for
+// many large responses and reads nothing loses its connection after the
+// write timeout instead of holding the connection's writer for ever.
+func TestH2ClientThatStopsReading(t *testing.T) {
+	defer func(d time.Duration) { h2WriteTimeout = d }(h2WriteTimeout)
+	h2WriteTimeout = 500 * time.Millisecond
+	up := h2TestUpstream(t, nil)
+	s := startEdge(t, strings.Replace(h2Config, "UPSTREAM", up.hostPort(), 1))
+	c := dialH2Raw(t, s.Addr("public").String(), http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	c.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	for id := uint32(1); id < 64; id += 2 { // 32 MiB asked for, none read
+		c.request(id, true, ":method", "GET", ":scheme", "http", ":authority", "a", ":path", "/big")
+	}
+	var l *listenerRuntime
+	for _, lr := range s.listeners {
+		l = lr
+	}
+	waitFor(t, "the stalled connection closed", func() bool { return l.stats.cxActive.Value() == 0 })
+}
