@@ -21,7 +21,7 @@ import (
 // This file serves HTTP/3 with quic-go on the UDP twin of a TLS listener
 // whose protocols include http3: a quic.Transport on a UDP socket bound to
 // the TCP listener's host and port, quic-go's http3.Server on top, and the
-// same net/http adapter as HTTP/2 (nethttp.go) as the handler, so requests
+// net/http adapter of nethttp.go as the handler, so requests
 // reach the forwarding core as message.Requests with ProtoMajor 3.
 //
 // The socket is opened through Options.ListenPacket and owned by edge, not
