@@ -418,12 +418,7 @@ func (c *h1conn) buildRequest() {
 		}
 	}
 	req.ProtoMajor = 1
-	req.Scheme = "http"
-	if c.tlsState != nil {
-		req.Scheme = "https"
-		req.TLS = true
-		req.TLSState = c.tlsState
-	}
+	req.SetTLS(c.tlsState)
 	req.RemoteAddr = c.remote
 	for _, sp := range c.spans {
 		req.Header.Add(s[sp.ns:sp.ne], s[sp.vs:sp.ve])

@@ -826,12 +826,7 @@ func (c *h2conn) buildRequest(st *h2stream, f *http2.MetaHeadersFrame) bool {
 	req.Path = path
 	req.ProtoMajor = 2
 	req.RemoteAddr = c.remote
-	req.TLS = c.tlsState != nil
-	req.TLSState = c.tlsState
-	req.Scheme = "http"
-	if req.TLS {
-		req.Scheme = "https"
-	}
+	req.SetTLS(c.tlsState)
 	return true
 }
 

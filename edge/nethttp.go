@@ -42,12 +42,7 @@ func (l *listenerRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	req.ProtoMajor = r.ProtoMajor
-	req.TLS = r.TLS != nil
-	req.TLSState = r.TLS
-	req.Scheme = "http"
-	if req.TLS {
-		req.Scheme = "https"
-	}
+	req.SetTLS(r.TLS)
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		req.RemoteAddr = ap
 	}

@@ -175,6 +175,15 @@ type Request struct {
 }
 
 // Reset clears r for reuse, keeping header storage.
+// SetTLS records the downstream connection's TLS state (nil for
+// cleartext) and the scheme that follows from it.
+func (r *Request) SetTLS(st *tls.ConnectionState) {
+	r.TLS, r.TLSState, r.Scheme = st != nil, st, "http"
+	if st != nil {
+		r.Scheme = "https"
+	}
+}
+
 func (r *Request) Reset() {
 	h, t := r.Header, r.Trailer
 	h.Reset()
