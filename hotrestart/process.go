@@ -428,10 +428,16 @@ func (p *Process) Handoff(listener string, c net.Conn) bool {
 // removed unless a child took it over.
 func (p *Process) Stop() {
 	p.mu.Lock()
-	ctl := p.ctl
+	ctl, failedChild := p.ctl, p.parent != nil && !p.readyDone
 	p.mu.Unlock()
 	if ctl != nil {
 		ctl.Close()
+	}
+	if failedChild {
+		// tableflip's Stop before a successful upgrade unlinks every unix
+		// socket this process holds, the control socket included, which
+		// the parent still serves on: a child that gives up only exits.
+		return
 	}
 	p.upg.Stop()
 }

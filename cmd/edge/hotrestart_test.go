@@ -173,6 +173,16 @@ func alive(pid int) bool {
 	return i < 0 || len(s) < i+3 || s[i+2] != 'Z'
 }
 
+// socketPath is the control socket of e.
+func (e *hotEdge) socketPath() string {
+	for _, kv := range e.env {
+		if dir, ok := strings.CutPrefix(kv, "EDGE_RUNTIME_DIR="); ok {
+			return filepath.Join(dir, "edge-"+strconv.Itoa(e.baseID)+".sock")
+		}
+	}
+	return ""
+}
+
 // pid is the serving generation's PID, from the PID file.
 func (e *hotEdge) pid() int {
 	b, err := os.ReadFile(e.pidFile)
@@ -731,6 +741,12 @@ func TestHotRestartFailures(t *testing.T) {
 			t.Errorf("edge restart with a bad config: err %v, output:\n%s", err, out)
 		}
 		serving("after a bad config")
+		// The failed child must leave the control socket to the parent
+		// (tableflip's Stop in a child would unlink it).
+		time.Sleep(200 * time.Millisecond)
+		if _, err := os.Stat(e.socketPath()); err != nil {
+			t.Errorf("control socket after a failed restart: %v", err)
+		}
 	})
 
 	t.Run("child crashes before ready", func(t *testing.T) {
