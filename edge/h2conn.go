@@ -1057,21 +1057,8 @@ func (st *h2stream) encodeFields(h *message.Header, keepCL bool) {
 		case "transfer-encoding", hdrConnection, "keep-alive", "proxy-connection", "upgrade":
 			continue
 		}
-		name := f.Name
-		if hasUpperASCII(name) {
-			name = strings.ToLower(name)
-		}
-		enc.WriteField(hpack.HeaderField{Name: name, Value: f.Value})
+		enc.WriteField(hpack.HeaderField{Name: message.LowerName(f.Name), Value: f.Value})
 	}
-}
-
-func hasUpperASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			return true
-		}
-	}
-	return false
 }
 
 // appendHeaderBlock frames the encoded block in c.hsink as HEADERS and
